@@ -1,0 +1,98 @@
+"""HA-free client for the ESPHome Device Builder's encrypted peer link.
+
+What Home Assistant needs to pair with a build server and use it: the installation's
+identity, the one-shot intents of pairing, and a long-lived session that submits builds
+and downloads their artifacts.  Nothing here imports Home Assistant.
+"""
+
+from __future__ import annotations
+
+from .client import PeerLinkClient
+from .errors import (
+    CannotConnectError,
+    DownloadBusyError,
+    DownloadError,
+    DownloadIntegrityError,
+    DownloadRejectedError,
+    DownloadTimeoutError,
+    IntentRejectedError,
+    JobNotCompletedError,
+    NoPairingWindowError,
+    NotConnectedError,
+    NotPairedError,
+    PairingRejectedError,
+    PeerLinkError,
+    PendingApprovalError,
+    PinMismatchError,
+    ProtocolError,
+    SelfLoopbackError,
+    SessionLostError,
+    SubmitRejectedError,
+    SubmitTimeoutError,
+    UnknownJobError,
+)
+from .frames import JobStatus
+from .identity import (
+    Identity,
+    format_pin_hex,
+    is_valid_pin,
+    pin_emoji,
+    pin_emoji_names,
+    pin_sha256_for_pubkey,
+)
+from .models import (
+    Connected,
+    Disconnected,
+    DownloadResult,
+    JobOutput,
+    JobStateChanged,
+    PairOutcome,
+    PeerLinkEvent,
+    QueueStatus,
+    ServerInfo,
+)
+from .oneshot import pair_request, pair_status, preview
+
+__all__ = [
+    "CannotConnectError",
+    "Connected",
+    "Disconnected",
+    "DownloadBusyError",
+    "DownloadError",
+    "DownloadIntegrityError",
+    "DownloadRejectedError",
+    "DownloadResult",
+    "DownloadTimeoutError",
+    "Identity",
+    "IntentRejectedError",
+    "JobNotCompletedError",
+    "JobOutput",
+    "JobStateChanged",
+    "JobStatus",
+    "NoPairingWindowError",
+    "NotConnectedError",
+    "NotPairedError",
+    "PairOutcome",
+    "PairingRejectedError",
+    "PeerLinkClient",
+    "PeerLinkError",
+    "PeerLinkEvent",
+    "PendingApprovalError",
+    "PinMismatchError",
+    "ProtocolError",
+    "QueueStatus",
+    "SelfLoopbackError",
+    "ServerInfo",
+    "SessionLostError",
+    "SubmitRejectedError",
+    "SubmitTimeoutError",
+    "UnknownJobError",
+    "format_pin_hex",
+    "is_valid_pin",
+    "pair_request",
+    "pair_status",
+    "pin_emoji",
+    "pin_emoji_names",
+    "pin_sha256_for_pubkey",
+    "preview",
+]

@@ -1,0 +1,476 @@
+"""The long-lived ``peer_link`` session: connect, keep alive, reconnect, dispatch.
+
+``PeerLinkClient`` owns one background task that keeps a session open with back-off
+(1 s doubling to 30 s, reset after a session that opened), runs the heartbeat (ping every
+30 s, dead after 90 s of silence), turns server frames into typed events for subscribers,
+and serves the request/response flows keyed by ``job_id``: uploads and their acks, and one
+artifacts download at a time.  Terminal refusals (revoked pairing, changed server key) stop
+the loop: a person has to re-pair, retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+import contextlib
+import logging
+from pathlib import Path
+import secrets
+import time
+from typing import Any
+
+import aiohttp
+
+from . import frames
+from .channel import Channel, open_channel
+from .download import ArtifactAssembler
+from .errors import (
+    CannotConnectError,
+    DownloadBusyError,
+    DownloadError,
+    DownloadTimeoutError,
+    IntentRejectedError,
+    NotConnectedError,
+    NotPairedError,
+    PeerLinkError,
+    PendingApprovalError,
+    PinMismatchError,
+    ProtocolError,
+    SessionLostError,
+)
+from .frames import (
+    APP_FRAME_MAX_BYTES,
+    TERMINAL_REJECTS,
+    Intent,
+    IntentResponse,
+    MessageType,
+    TerminateReason,
+)
+from .identity import Identity
+from .models import (
+    Connected,
+    Disconnected,
+    DownloadResult,
+    JobOutput,
+    JobStateChanged,
+    PeerLinkEvent,
+    QueueStatus,
+    ServerInfo,
+)
+from .submit import JobSubmitter
+
+_LOGGER = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL = 30.0
+DEAD_AFTER = 90.0
+BACKOFF_INITIAL = 1.0
+BACKOFF_MAX = 30.0
+DOWNLOAD_TIMEOUT = 900.0
+CHUNK_GAP_TIMEOUT = 60.0
+
+
+class PeerLinkClient:
+    """One paired build server, kept connected for as long as the client runs."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        host: str,
+        port: int,
+        identity: Identity,
+        expected_pin: str,
+        *,
+        friendly_name: str = "Home Assistant",
+        stop_on_superseded: bool = True,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        dead_after: float = DEAD_AFTER,
+        backoff_initial: float = BACKOFF_INITIAL,
+        backoff_max: float = BACKOFF_MAX,
+    ) -> None:
+        self._http = session
+        self.host = host
+        self.port = port
+        self._identity = identity
+        self._expected_pin = expected_pin
+        self._friendly_name = friendly_name
+        self._stop_on_superseded = stop_on_superseded
+        self._heartbeat_interval = heartbeat_interval
+        self._dead_after = dead_after
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._subscribers: list[Callable[[PeerLinkEvent], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._channel: Channel | None = None
+        self._connected_event = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._submitter = JobSubmitter()
+        self._download: ArtifactAssembler | None = None
+        self._download_lock = asyncio.Lock()
+        self._job_waiters: dict[str, list[asyncio.Future[JobStateChanged]]] = {}
+        self.server_info: ServerInfo | None = None
+        self.queue: QueueStatus | None = None
+        self.jobs: dict[str, JobStateChanged] = {}
+        self.last_error: PeerLinkError | None = None
+        self.stopped_reason: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- life-cycle -----------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Tell whether a session is open right now."""
+        return self._channel is not None
+
+    @property
+    def running(self) -> bool:
+        """Tell whether the reconnect loop is alive (not stopped, not orphaned)."""
+        return self._task is not None and not self._task.done()
+
+    def subscribe(self, callback: Callable[[PeerLinkEvent], None]) -> Callable[[], None]:
+        """Register for events; returns the function that unsubscribes."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    async def start(self) -> None:
+        """Start the reconnect loop in the background."""
+        if self.running:
+            return
+        self.stopped_reason = None
+        self._task = asyncio.create_task(self._run(), name=f"peerlink {self.host}:{self.port}")
+
+    async def stop(self) -> None:
+        """Say goodbye to the server and stop; safe to call twice."""
+        task, self._task = self._task, None
+        channel = self._channel
+        if channel is not None:
+            with contextlib.suppress(PeerLinkError):
+                async with asyncio.timeout(2):
+                    await channel.send(
+                        {"type": MessageType.TERMINATE, "reason": TerminateReason.CLIENT_STOPPED}
+                    )
+            await channel.close()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._session_closed(SessionLostError("client stopped"))
+
+    def reconnect_now(self) -> None:
+        """Cut the current back-off short (e.g. the server was rediscovered)."""
+        self._wake.set()
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Wait until a session is open or raise :class:`NotConnectedError`."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._connected_event.wait()
+        except TimeoutError as err:
+            raise NotConnectedError("the build server is not connected") from err
+
+    def _emit(self, event: PeerLinkEvent) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:
+                _LOGGER.exception("peer-link event subscriber failed")
+
+    async def _run(self) -> None:
+        backoff = self._backoff_initial
+        while True:
+            try:
+                channel = await self._open()
+            except (NotPairedError, PinMismatchError) as err:
+                self._after_session(err.reason, terminal=True, error=err)
+                return
+            except PeerLinkError as err:
+                self._after_session(err.reason, terminal=False, error=err)
+            else:
+                reason = await self._serve(channel)
+                terminal = self._is_terminal_close(reason)
+                self._after_session(reason, terminal=terminal, error=None)
+                if terminal:
+                    return
+                backoff = self._backoff_initial
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff):
+                    await self._wake.wait()
+            backoff = min(backoff * 2, self._backoff_max)
+
+    def _is_terminal_close(self, reason: str) -> bool:
+        return reason == TerminateReason.SUPERSEDED and self._stop_on_superseded
+
+    def _after_session(self, reason: str, *, terminal: bool, error: PeerLinkError | None) -> None:
+        was_connected = self._channel is not None
+        self._session_closed(SessionLostError(f"session ended: {reason}"))
+        self.last_error = error
+        if terminal:
+            self.stopped_reason = reason
+        if was_connected or terminal or error is not None:
+            self._emit(Disconnected(reason, terminal, error))
+
+    async def _open(self) -> Channel:
+        payload: dict[str, object] = {
+            "dashboard_id": self._identity.dashboard_id,
+            "friendly_name": self._friendly_name,
+            "ha_addon": False,
+        }
+        channel, response = await open_channel(
+            self._http,
+            self.host,
+            self.port,
+            self._identity,
+            Intent.PEER_LINK,
+            payload,
+            self._expected_pin,
+            max_msg_size=APP_FRAME_MAX_BYTES,
+        )
+        verdict = response["intent_response"]
+        if verdict is not IntentResponse.OK:
+            await channel.close()
+            reason = response["reason"] or verdict.value
+            if verdict is IntentResponse.PENDING:
+                raise PendingApprovalError(reason, "the server has not approved us yet")
+            if reason in TERMINAL_REJECTS:
+                raise NotPairedError(reason, f"the build server no longer accepts us ({reason})")
+            raise IntentRejectedError(reason)
+        self.server_info = ServerInfo.from_response(
+            self.host, self.port, channel.remote_pin, response
+        )
+        self._channel = channel
+        self._connected_event.set()
+        self.last_error = None
+        self._emit(Connected(self.server_info))
+        return channel
+
+    def _session_closed(self, error: PeerLinkError) -> None:
+        """Fail everything that waited on this session; the next one starts clean."""
+        self._channel = None
+        self._connected_event.clear()
+        self._submitter.fail_all(error)
+        if self._download is not None:
+            self._download.fail(DownloadError("session_lost", str(error)))
+            self._download = None
+        for waiters in self._job_waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(SessionLostError(str(error)))
+        self._job_waiters.clear()
+
+    # --- one session ------------------------------------------------------------------
+
+    async def _serve(self, channel: Channel) -> str:
+        """Run reader and heartbeat until one ends; return the close reason."""
+        last_rx = [time.monotonic()]
+        reader = asyncio.create_task(self._read_loop(channel, last_rx))
+        heartbeat = asyncio.create_task(self._heartbeat_loop(channel, last_rx))
+        try:
+            done, _ = await asyncio.wait({reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+            return next(iter(done)).result()
+        except PeerLinkError as err:
+            return err.reason
+        finally:
+            reader.cancel()
+            heartbeat.cancel()
+            await asyncio.gather(reader, heartbeat, return_exceptions=True)
+            await channel.close()
+
+    async def _heartbeat_loop(self, channel: Channel, last_rx: list[float]) -> str:
+        nonce = 0
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            if time.monotonic() - last_rx[0] > self._dead_after:
+                _LOGGER.debug("no frame from %s for %.0f s", self.host, self._dead_after)
+                return TerminateReason.HEARTBEAT_TIMEOUT.value
+            nonce += 1
+            await channel.send({"type": MessageType.PING, "nonce": nonce})
+
+    async def _read_loop(self, channel: Channel, last_rx: list[float]) -> str:
+        while True:
+            try:
+                frame = await channel.receive()
+            except ProtocolError:
+                _LOGGER.debug("malformed frame from %s", self.host, exc_info=True)
+                return "transport_error"
+            except CannotConnectError:
+                return "peer_hung_up"
+            last_rx[0] = time.monotonic()
+            kind = frame.get("type")
+            if kind == MessageType.TERMINATE:
+                reason = frame.get("reason")
+                return reason[:64] if isinstance(reason, str) and reason else "terminated"
+            if kind == MessageType.PING:
+                await channel.send({"type": MessageType.PONG, "nonce": frame.get("nonce")})
+                continue
+            try:
+                self._dispatch(kind, frame)
+            except ProtocolError as err:
+                # A malformed *known* frame is dropped, not fatal (as the reference does).
+                _LOGGER.debug("dropped malformed %s frame: %s", kind, err)
+
+    def _dispatch(self, kind: object, frame: dict[str, Any]) -> None:
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
+        if handler is not None:  # unknown types are ignored: the protocol grows additively
+            handler(frame)
+
+    @property
+    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], None]]:
+        return {
+            MessageType.QUEUE_STATUS: self._on_queue_status,
+            MessageType.JOB_STATE_CHANGED: self._on_job_state,
+            MessageType.JOB_OUTPUT: self._on_job_output,
+            MessageType.SUBMIT_JOB_ACK: lambda f: self._submitter.on_ack(
+                frames.parse_submit_job_ack(f)
+            ),
+            MessageType.ARTIFACTS_START: self._on_artifacts_start,
+            MessageType.ARTIFACTS_CHUNK: self._on_artifacts_chunk,
+            MessageType.ARTIFACTS_END: self._on_artifacts_end,
+        }
+
+    def _on_queue_status(self, frame: dict[str, Any]) -> None:
+        q = frames.parse_queue_status(frame)
+        self.queue = QueueStatus(q["idle"], q["running"], q["queue_depth"])
+        self._emit(self.queue)
+
+    def _on_job_state(self, frame: dict[str, Any]) -> None:
+        s = frames.parse_job_state_changed(frame)
+        event = JobStateChanged(s["job_id"], s["status"], s["error_message"], s["failure_reason"])
+        self.jobs[event.job_id] = event
+        self._emit(event)
+        if event.status.is_terminal:
+            for waiter in self._job_waiters.pop(event.job_id, []):
+                if not waiter.done():
+                    waiter.set_result(event)
+
+    def _on_job_output(self, frame: dict[str, Any]) -> None:
+        o = frames.parse_job_output(frame)
+        self._emit(JobOutput(o["job_id"], o["stream"], o["line"]))
+
+    def _on_artifacts_start(self, frame: dict[str, Any]) -> None:
+        start = frames.parse_artifacts_start(frame)
+        if (asm := self._download_for(start["job_id"])) is not None:
+            asm.on_start(start)
+
+    def _on_artifacts_chunk(self, frame: dict[str, Any]) -> None:
+        chunk = frames.parse_artifacts_chunk(frame)
+        if (asm := self._download_for(chunk["job_id"])) is not None:
+            asm.on_chunk(chunk)
+
+    def _on_artifacts_end(self, frame: dict[str, Any]) -> None:
+        end = frames.parse_artifacts_end(frame)
+        if (asm := self._download_for(end["job_id"])) is not None:
+            result = asm.on_end(end)
+            self._download = None
+            if result is not None:
+                self._background(self._commit(asm, result))
+
+    def _download_for(self, job_id: str) -> ArtifactAssembler | None:
+        asm = self._download
+        return asm if asm is not None and asm.job_id == job_id and not asm.done else None
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # keep a reference until it finishes
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _commit(asm: ArtifactAssembler, result: DownloadResult) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, asm.commit)
+        except DownloadError as err:
+            asm.fail(err)
+        else:
+            asm.succeed(result)
+
+    # --- requests -------------------------------------------------------------------
+
+    def _require_channel(self) -> Channel:
+        if self._channel is None:
+            raise NotConnectedError("the build server is not connected")
+        return self._channel
+
+    async def submit_job(
+        self,
+        bundle: Path,
+        configuration_filename: str,
+        *,
+        device_name: str | None = None,
+        job_id: str | None = None,
+    ) -> str:
+        """Upload a config bundle as a new job and return its id once the server accepted it."""
+        channel = self._require_channel()
+        job_id = job_id or secrets.token_hex(6)
+        await self._submitter.submit(channel, bundle, configuration_filename, job_id, device_name)
+        return job_id
+
+    async def cancel_job(self, job_id: str) -> None:
+        """Ask the server to cancel a job; the confirmation arrives as a state change."""
+        await self._require_channel().send({"type": MessageType.CANCEL_JOB, "job_id": job_id})
+
+    async def wait_for_job(self, job_id: str, timeout: float) -> JobStateChanged:
+        """Wait until a job reaches a terminal status (or the session is lost)."""
+        known = self.jobs.get(job_id)
+        if known is not None and known.status.is_terminal:
+            return known
+        self._require_channel()
+        waiter: asyncio.Future[JobStateChanged] = asyncio.get_running_loop().create_future()
+        self._job_waiters.setdefault(job_id, []).append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        finally:
+            waiters = self._job_waiters.get(job_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+
+    async def download_artifacts(
+        self,
+        job_id: str,
+        dest: Path,
+        *,
+        timeout: float = DOWNLOAD_TIMEOUT,
+        chunk_timeout: float = CHUNK_GAP_TIMEOUT,
+    ) -> DownloadResult:
+        """Stream a completed job's artifacts tarball to ``dest``, verified.
+
+        One download per session at a time (the server allows no more).  On any failure
+        ``dest`` is untouched and no temporary file remains.
+        """
+        if self._download_lock.locked():
+            raise DownloadBusyError("duplicate_download", "a download is already running")
+        async with self._download_lock:
+            channel = self._require_channel()
+            asm = ArtifactAssembler(job_id, dest)
+            self._download = asm  # registered before sending: the reply can be immediate
+            try:
+                await channel.send({"type": MessageType.DOWNLOAD_ARTIFACTS, "job_id": job_id})
+                await self._await_download(asm, timeout, chunk_timeout)
+                return asm.result.result()
+            except BaseException as err:
+                if not asm.result.done():
+                    error = err if isinstance(err, DownloadError) else None
+                    asm.fail(error or DownloadError("aborted", type(err).__name__))
+                asm.discard()
+                raise
+            finally:
+                if self._download is asm:
+                    self._download = None
+
+    @staticmethod
+    async def _await_download(asm: ArtifactAssembler, timeout: float, gap: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while not asm.result.done():
+                    asm.progress.clear()
+                    try:
+                        async with asyncio.timeout(gap):
+                            await asm.progress.wait()
+                    except TimeoutError:
+                        raise DownloadTimeoutError(
+                            "chunk_timeout", f"no data for {gap:.0f} s"
+                        ) from None
+        except TimeoutError:
+            raise DownloadTimeoutError("timeout", f"not finished after {timeout:.0f} s") from None
+
+
+__all__ = ["PeerLinkClient"]
