@@ -113,6 +113,7 @@ class PeerLinkClient:
         self.last_error: PeerLinkError | None = None
         self.stopped_reason: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     # --- life-cycle -----------------------------------------------------------------
 
@@ -136,24 +137,27 @@ class PeerLinkClient:
         if self.running:
             return
         self.stopped_reason = None
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"peerlink {self.host}:{self.port}")
 
     async def stop(self) -> None:
         """Say goodbye to the server and stop; safe to call twice."""
         task, self._task = self._task, None
+        self._stopping = True
         channel = self._channel
         if channel is not None:
-            with contextlib.suppress(PeerLinkError):
+            with contextlib.suppress(PeerLinkError, TimeoutError):
                 async with asyncio.timeout(2):
                     await channel.send(
                         {"type": MessageType.TERMINATE, "reason": TerminateReason.CLIENT_STOPPED}
                     )
-            await channel.close()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self._session_closed(SessionLostError("client stopped"))
+        if channel is not None:
+            await channel.close()
+            self._after_session(TerminateReason.CLIENT_STOPPED, terminal=False, error=None)
 
     def reconnect_now(self) -> None:
         """Cut the current back-off short (e.g. the server was rediscovered)."""
@@ -186,6 +190,8 @@ class PeerLinkClient:
                 self._after_session(err.reason, terminal=False, error=err)
             else:
                 reason = await self._serve(channel)
+                if self._stopping:
+                    return  # stop() reports the end of this session
                 terminal = self._is_terminal_close(reason)
                 self._after_session(reason, terminal=terminal, error=None)
                 if terminal:
