@@ -1,0 +1,1 @@
+"""Tests for the ESPHome Remote Build integration."""

@@ -1,0 +1,1 @@
+"""Interop tests against the real ESPHome Device Builder."""
