@@ -57,7 +57,7 @@ from .models import (
     QueueStatus,
     ServerInfo,
 )
-from .submit import JobSubmitter
+from .submit import ACK_TIMEOUT, JobSubmitter
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class PeerLinkClient:
         dead_after: float = DEAD_AFTER,
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
+        ack_timeout: float = ACK_TIMEOUT,
     ) -> None:
         self._http = session
         self.host = host
@@ -103,8 +104,11 @@ class PeerLinkClient:
         self._channel: Channel | None = None
         self._connected_event = asyncio.Event()
         self._wake = asyncio.Event()
-        self._submitter = JobSubmitter()
-        self._download: ArtifactAssembler | None = None
+        self._submitter = JobSubmitter(ack_timeout)
+        # The stream the server is sending (or may still send): kept after a local failure
+        # until its artifacts_end, so a retry never mistakes the old stream's tail for its own.
+        self._stream: ArtifactAssembler | None = None
+        self._stream_ended = asyncio.Event()
         self._download_lock = asyncio.Lock()
         self._job_waiters: dict[str, list[asyncio.Future[JobStateChanged]]] = {}
         self.server_info: ServerInfo | None = None
@@ -254,9 +258,9 @@ class PeerLinkClient:
         self._channel = None
         self._connected_event.clear()
         self._submitter.fail_all(error)
-        if self._download is not None:
-            self._download.fail(DownloadError("session_lost", str(error)))
-            self._download = None
+        if self._stream is not None:
+            self._stream.fail(DownloadError("session_lost", str(error)))
+            self._end_stream()
         for waiters in self._job_waiters.values():
             for waiter in waiters:
                 if not waiter.done():
@@ -354,25 +358,29 @@ class PeerLinkClient:
 
     def _on_artifacts_start(self, frame: dict[str, Any]) -> None:
         start = frames.parse_artifacts_start(frame)
-        if (asm := self._download_for(start["job_id"])) is not None:
+        if (asm := self._stream_for(start["job_id"])) is not None:
             asm.on_start(start)
 
     def _on_artifacts_chunk(self, frame: dict[str, Any]) -> None:
         chunk = frames.parse_artifacts_chunk(frame)
-        if (asm := self._download_for(chunk["job_id"])) is not None:
+        if (asm := self._stream_for(chunk["job_id"])) is not None:
             asm.on_chunk(chunk)
 
     def _on_artifacts_end(self, frame: dict[str, Any]) -> None:
         end = frames.parse_artifacts_end(frame)
-        if (asm := self._download_for(end["job_id"])) is not None:
+        if (asm := self._stream_for(end["job_id"])) is not None:
+            self._end_stream()
             result = asm.on_end(end)
-            self._download = None
             if result is not None:
                 self._background(self._commit(asm, result))
 
-    def _download_for(self, job_id: str) -> ArtifactAssembler | None:
-        asm = self._download
-        return asm if asm is not None and asm.job_id == job_id and not asm.done else None
+    def _stream_for(self, job_id: str) -> ArtifactAssembler | None:
+        asm = self._stream
+        return asm if asm is not None and asm.job_id == job_id else None
+
+    def _end_stream(self) -> None:
+        self._stream = None
+        self._stream_ended.set()
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -445,22 +453,29 @@ class PeerLinkClient:
         if self._download_lock.locked():
             raise DownloadBusyError("duplicate_download", "a download is already running")
         async with self._download_lock:
+            await self._wait_stream_drained(chunk_timeout)
             channel = self._require_channel()
             asm = ArtifactAssembler(job_id, dest)
-            self._download = asm  # registered before sending: the reply can be immediate
+            self._stream = asm  # registered before sending: the reply can be immediate
+            self._stream_ended.clear()
             try:
                 await channel.send({"type": MessageType.DOWNLOAD_ARTIFACTS, "job_id": job_id})
                 await self._await_download(asm, timeout, chunk_timeout)
                 return asm.result.result()
-            except BaseException as err:
-                if not asm.result.done():
-                    error = err if isinstance(err, DownloadError) else None
-                    asm.fail(error or DownloadError("aborted", type(err).__name__))
-                asm.discard()
-                raise
             finally:
-                if self._download is asm:
-                    self._download = None
+                asm.abandon()  # no-op after success; otherwise no trace stays on disk
+
+    async def _wait_stream_drained(self, gap: float) -> None:
+        """Let the tail of an abandoned stream pass before asking for another one."""
+        if self._stream is None:
+            return
+        try:
+            async with asyncio.timeout(gap):
+                await self._stream_ended.wait()
+        except TimeoutError:
+            raise DownloadBusyError(
+                "duplicate_download", "the server is still sending an abandoned download"
+            ) from None
 
     @staticmethod
     async def _await_download(asm: ArtifactAssembler, timeout: float, gap: float) -> None:

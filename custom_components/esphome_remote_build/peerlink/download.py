@@ -189,6 +189,12 @@ class ArtifactAssembler:
             self.result.set_exception(error)
         self.progress.set()
 
+    def abandon(self) -> None:
+        """Give up locally (timeout, cancellation): delete the file, ignore later frames."""
+        if not self.result.done():
+            self.result.cancel()
+        self.discard()
+
     def discard(self) -> None:
         """Close and delete the temporary file; safe to call more than once."""
         if self._file is not None:

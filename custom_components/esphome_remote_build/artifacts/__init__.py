@@ -1,0 +1,33 @@
+"""HA-free handling of build artifacts and config bundles.
+
+* :func:`read_image_set` checks a downloaded artifacts tarball (PROTOCOL.md §6) and writes
+  its flashable images to disk;
+* :func:`write_config_bundle` packs a device configuration in ESPHome's bundle format
+  (PROTOCOL.md §5.5a) for ``submit_job``.
+
+Both block (they read and write files): call them in an executor, or use
+:func:`async_read_image_set`.
+"""
+
+from __future__ import annotations
+
+from .bundle import write_config_bundle
+from .errors import ArtifactsError, BundleError, InvalidArtifactsError, UnsafeTarballError
+from .image_set import async_read_image_set, read_image_set
+from .models import NO_FLASH_OFFSET, BundleInfo, Image, ImageSet
+from .safe_tar import TarLimits
+
+__all__ = [
+    "NO_FLASH_OFFSET",
+    "ArtifactsError",
+    "BundleError",
+    "BundleInfo",
+    "Image",
+    "ImageSet",
+    "InvalidArtifactsError",
+    "TarLimits",
+    "UnsafeTarballError",
+    "async_read_image_set",
+    "read_image_set",
+    "write_config_bundle",
+]

@@ -1,0 +1,243 @@
+"""Streaming, bounded reading of an untrusted gzip tarball.
+
+The artifacts tarball comes from a build server over the network, so nothing in it is
+trusted: every member must be a plain regular file with a harmless relative path, and the
+amount of data the archive may make us decompress is capped *before* it is read (a few
+kilobytes of gzip can expand to gigabytes).  Python's ``tarfile`` alone does not bound the
+bytes it pulls through the decompressor, so the gzip layer is ours and counted.
+
+The reader streams (``r|``): it never seeks and never builds a member table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+import gzip
+import hashlib
+import io
+from pathlib import Path
+import re
+import tarfile
+from typing import BinaryIO, Final, Protocol
+import zlib
+
+from .errors import ArtifactsError, InvalidArtifactsError, UnsafeTarballError
+
+MIB: Final = 1024 * 1024
+#: Block size for every copy: memory stays flat whatever the image size.
+COPY_BLOCK: Final = 64 * 1024
+# Decompressed bytes a well-formed member may need beyond its data: its header, a pax
+# header for long names, and padding to the 512-byte block.
+_HEADER_ALLOWANCE: Final = 8 * 1024
+# End-of-archive blocks plus tarfile's record padding.
+_TRAILER_ALLOWANCE: Final = 64 * 1024
+_MAX_PATH_LENGTH: Final = 1024
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:")
+# Anything gzip, zlib or tarfile raise for data that is not a well-formed gzip tarball.
+_CORRUPT_DATA_ERRORS: Final = (tarfile.TarError, OSError, EOFError, zlib.error)
+
+
+@dataclass(frozen=True, slots=True)
+class TarLimits:
+    """Caps on what one tarball may make us read."""
+
+    max_member_size: int = 256 * MIB
+    max_total_size: int = 256 * MIB
+    max_members: int = 1000
+
+    @property
+    def max_stream_bytes(self) -> int:
+        """Decompressed bytes an archive within these limits can legitimately need."""
+        return self.max_total_size + self.max_members * _HEADER_ALLOWANCE + _TRAILER_ALLOWANCE
+
+
+DEFAULT_LIMITS: Final = TarLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A member that passed every safety check; ``path`` is its archive path.
+
+    Its data can only be read while it is the current member of :meth:`TarballPass.members`
+    (the archive is a stream); reading it later fails as corrupt data.
+    """
+
+    path: str
+    basename: str
+    size: int
+    info: tarfile.TarInfo = field(repr=False, compare=False)
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@contextmanager
+def _corrupt_data_is_invalid(what: str) -> Iterator[None]:
+    """Turn low-level decoding errors into one readable :class:`InvalidArtifactsError`."""
+    try:
+        yield
+    except _CORRUPT_DATA_ERRORS as err:
+        raise InvalidArtifactsError(f"artifacts tarball is corrupt ({what}): {err}") from err
+
+
+class _CountingReader(io.RawIOBase):
+    """Decompressed bytes, refused past a hard total (the decompression-bomb backstop).
+
+    Declared member sizes are checked before their data is read; this cap also covers what
+    declared sizes do not: pax/GNU extension headers, padding and data after the archive.
+    """
+
+    def __init__(self, source: _Readable, limit: int) -> None:
+        super().__init__()
+        self._source = source
+        self._limit = limit
+        self._total = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        # Never let a caller ask the decompressor for "everything" or a huge block at once.
+        data = self._source.read(COPY_BLOCK if size < 0 else min(size, COPY_BLOCK))
+        self._total += len(data)
+        if self._total > self._limit:
+            raise UnsafeTarballError(
+                f"artifacts tarball decompresses to more than {self._limit} bytes"
+            )
+        return data
+
+
+def _member_kind(info: tarfile.TarInfo) -> str:
+    """Name a non-regular member type for error messages."""
+    kinds = (
+        (info.isdir, "directory"),
+        (info.issym, "symbolic link"),
+        (info.islnk, "hard link"),
+        (info.ischr, "character device"),
+        (info.isblk, "block device"),
+        (info.isfifo, "FIFO"),
+        (info.issparse, "sparse file"),
+    )
+    return next((kind for test, kind in kinds if test()), f"member of type {info.type!r}")
+
+
+def _checked_path(name: str) -> str:
+    """Refuse any archive path that could point anywhere but a plain relative location."""
+    unsafe = (
+        not name
+        or len(name) > _MAX_PATH_LENGTH
+        or "\x00" in name
+        or "\\" in name
+        or name.startswith("/")
+        or _WINDOWS_DRIVE.match(name) is not None
+        or any(part in ("", ".", "..") for part in name.split("/"))
+    )
+    if unsafe:
+        raise UnsafeTarballError(f"member {name!r} has an unsafe path")
+    return name
+
+
+def bounded_chunks(source: _Readable, declared: int, label: str) -> Iterator[bytes]:
+    """Yield a member's data in blocks, insisting on exactly ``declared`` bytes."""
+    seen = 0
+    while True:
+        with _corrupt_data_is_invalid(label):
+            chunk = source.read(COPY_BLOCK)
+        if not chunk:
+            break
+        seen += len(chunk)
+        if seen > declared:
+            raise UnsafeTarballError(f"member {label!r} yields more than its {declared} bytes")
+        yield chunk
+    if seen != declared:
+        raise InvalidArtifactsError(f"member {label!r} is truncated ({seen} of {declared} bytes)")
+
+
+@contextmanager
+def open_tarball(tarball: Path, limits: TarLimits = DEFAULT_LIMITS) -> Iterator[TarballPass]:
+    """Open one streaming pass over a gzip tarball."""
+    with ExitStack() as stack:
+        try:
+            raw = stack.enter_context(tarball.open("rb"))
+        except OSError as err:
+            raise ArtifactsError(f"cannot open artifacts tarball: {err}") from err
+        gz = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+        stream = _CountingReader(gz, limits.max_stream_bytes)
+        with _corrupt_data_is_invalid("header"):
+            tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
+        yield TarballPass(tar, stream, limits)
+
+
+class TarballPass:
+    """One streaming pass over an open tarball, with every member checked before use."""
+
+    def __init__(self, tar: tarfile.TarFile, stream: _Readable, limits: TarLimits) -> None:
+        self._tar = tar
+        self._stream = stream
+        self._limits = limits
+
+    def members(self) -> Iterator[Member]:
+        """Yield each member after checking it; then verify the stream up to its end."""
+        count = 0
+        total = 0
+        while True:
+            with _corrupt_data_is_invalid("header"):
+                info = self._tar.next()
+            if info is None:
+                break
+            count += 1
+            if count > self._limits.max_members:
+                raise UnsafeTarballError(
+                    f"artifacts tarball has more than {self._limits.max_members} members"
+                )
+            member = self._check(info)
+            total += member.size
+            if total > self._limits.max_total_size:
+                raise UnsafeTarballError(
+                    f"members up to {member.path!r} declare {total} bytes, over the "
+                    f"{self._limits.max_total_size} byte limit"
+                )
+            yield member
+        # Reading to the end makes gzip check its CRC and length trailer.
+        with _corrupt_data_is_invalid("end of archive"):
+            while self._stream.read(COPY_BLOCK):
+                pass
+
+    def read_bytes(self, member: Member, max_size: int) -> bytes:
+        """Read a small member (metadata) whole, refusing it if it is over ``max_size``."""
+        if member.size > max_size:
+            raise InvalidArtifactsError(
+                f"{member.path} is {member.size} bytes, over the {max_size} byte limit"
+            )
+        return b"".join(self._chunks(member))
+
+    def copy_to(self, member: Member, dst: BinaryIO) -> str:
+        """Stream the member into ``dst``; return its SHA-256 (hex)."""
+        digest = hashlib.sha256()
+        for chunk in self._chunks(member):
+            digest.update(chunk)
+            try:
+                dst.write(chunk)
+            except OSError as err:
+                raise ArtifactsError(f"cannot write {member.basename}: {err}") from err
+        return digest.hexdigest()
+
+    def _check(self, info: tarfile.TarInfo) -> Member:
+        if not info.isreg() or info.issparse():
+            raise UnsafeTarballError(
+                f"member {info.name!r} is a {_member_kind(info)}, not a regular file"
+            )
+        path = _checked_path(info.name)
+        if not 0 <= info.size <= self._limits.max_member_size:
+            raise UnsafeTarballError(
+                f"member {path!r} declares {info.size} bytes, over the "
+                f"{self._limits.max_member_size} byte limit"
+            )
+        return Member(path=path, basename=path.rsplit("/", 1)[-1], size=info.size, info=info)
+
+    def _chunks(self, member: Member) -> Iterator[bytes]:
+        with _corrupt_data_is_invalid(member.path):
+            source = self._tar.extractfile(member.info)
+        # members() only yields regular files, for which extractfile always has a reader.
+        assert source is not None
+        yield from bounded_chunks(source, member.size, member.path)

@@ -1,0 +1,109 @@
+"""A typed view of YAML documents that keeps ESPHome's custom tags instead of running them.
+
+PyYAML's *composer* stops before construction, so ``!include``, ``!secret``, ``!lambda``
+and tags nobody has heard of all arrive as plain tagged nodes: exactly what a file discovery
+pass needs, and nothing in the user's YAML is executed or resolved.  Aliases come back as
+the very node they point to, so a walk that remembers visited nodes stays linear even for
+"billion laughs" documents.  PyYAML ships no type information, so this module is the one
+place that touches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Final
+
+import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; stubs are not installed
+
+from .errors import BundleError
+
+STR_TAG: Final = "tag:yaml.org,2002:str"
+MAP_TAG: Final = "tag:yaml.org,2002:map"
+_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Scalar:
+    """A scalar as written (``value`` is its text, whatever the tag)."""
+
+    tag: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Sequence:
+    """A sequence node."""
+
+    tag: str
+    items: list[Node] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Mapping:
+    """A mapping node, pairs in document order."""
+
+    tag: str
+    pairs: list[tuple[Node, Node]] = field(default_factory=list)
+
+
+type Node = Scalar | Sequence | Mapping
+
+
+def compose_documents(text: str, source: str) -> list[Node]:
+    """Compose every document in ``text``; ``source`` names the file in errors."""
+    try:
+        raw_documents = list(yaml.compose_all(text, Loader=_LOADER))
+        converted: dict[int, Node] = {}
+        return [_convert(document, converted) for document in raw_documents]
+    except yaml.YAMLError as err:
+        raise BundleError(f"{source} is not valid YAML: {err}") from err
+    except RecursionError as err:
+        raise BundleError(f"{source} is nested too deeply") from err
+
+
+def mapping_subset(text: str, keys: Collection[str]) -> str:
+    """Re-emit only the top-level entries of a YAML mapping whose key is in ``keys``.
+
+    ``text`` must hold one mapping (the caller parsed it already).  Values are serialised
+    from their nodes, so tags and quoting survive as written; used to ship a
+    ``secrets.yaml`` that holds only the secrets one device needs.
+    """
+    root = yaml.compose(text, Loader=_LOADER)
+    chosen = [
+        (key, value)
+        for key, value in root.value
+        if isinstance(key, yaml.ScalarNode) and key.value in keys
+    ]
+    return str(
+        yaml.serialize(
+            yaml.MappingNode(MAP_TAG, chosen), Dumper=yaml.SafeDumper, allow_unicode=True
+        )
+    )
+
+
+def _convert(node: yaml.Node, converted: dict[int, Node]) -> Node:
+    """Mirror one PyYAML node (and its children) into the typed classes above.
+
+    A node is registered before its children are converted, so recursive aliases resolve
+    to the node under construction instead of recursing forever.
+    """
+    known = converted.get(id(node))
+    if known is not None:
+        return known
+    tag = str(node.tag)
+    if isinstance(node, yaml.ScalarNode):
+        scalar = Scalar(tag, str(node.value))
+        converted[id(node)] = scalar
+        return scalar
+    if isinstance(node, yaml.SequenceNode):
+        sequence = Sequence(tag)
+        converted[id(node)] = sequence
+        sequence.items.extend(_convert(item, converted) for item in node.value)
+        return sequence
+    mapping = Mapping(tag)
+    converted[id(node)] = mapping
+    mapping.pairs.extend(
+        (_convert(key, converted), _convert(value, converted)) for key, value in node.value
+    )
+    return mapping

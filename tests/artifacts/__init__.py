@@ -1,0 +1,1 @@
+"""Tests of the HA-free artifacts package: tarball reading and config bundles."""

@@ -1,0 +1,1 @@
+"""Tests of the HA-free OTA client against an emulated ESPHome device."""
