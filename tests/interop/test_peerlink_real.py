@@ -45,7 +45,9 @@ class Paired:
     events: list[PeerLinkEvent] = field(default_factory=list)
 
     def job_states(self, job_id: str) -> list[JobStatus]:
-        return [e.status for e in self.events if isinstance(e, JobStateChanged) and e.job_id == job_id]
+        return [
+            e.status for e in self.events if isinstance(e, JobStateChanged) and e.job_id == job_id
+        ]
 
 
 @pytest.fixture
@@ -99,14 +101,26 @@ async def test_wrong_pairing_key_is_refused_then_right_key_approves(
     identity = Identity.generate()
     with pytest.raises(NoPairingWindowError):
         await pair_request(
-            http, real_builder.host, real_builder.port, identity, real_builder.pin,
-            label="x", friendly_name="x", pairing_key="AAAA-BBBB-CCCC-DDDD",
+            http,
+            real_builder.host,
+            real_builder.port,
+            identity,
+            real_builder.pin,
+            label="x",
+            friendly_name="x",
+            pairing_key="AAAA-BBBB-CCCC-DDDD",
         )
     # a wrong key does not disarm the window; the printed key (normalised) still works
     key = (real_builder.pairing_key or "").lower().replace("-", " ")
     outcome = await pair_request(
-        http, real_builder.host, real_builder.port, identity, real_builder.pin,
-        label="x", friendly_name="x", pairing_key=key,
+        http,
+        real_builder.host,
+        real_builder.port,
+        identity,
+        real_builder.pin,
+        label="x",
+        friendly_name="x",
+        pairing_key=key,
     )
     assert outcome is PairOutcome.APPROVED
     # pair_status of an approved peer answers at once
@@ -118,8 +132,14 @@ async def test_pin_mismatch_stops_before_msg3(
 ) -> None:
     with pytest.raises(PinMismatchError) as info:
         await pair_request(
-            http, real_builder.host, real_builder.port, Identity.generate(), "0" * 64,
-            label="x", friendly_name="x", pairing_key=real_builder.pairing_key,
+            http,
+            real_builder.host,
+            real_builder.port,
+            Identity.generate(),
+            "0" * 64,
+            label="x",
+            friendly_name="x",
+            pairing_key=real_builder.pairing_key,
         )
     assert info.value.seen == real_builder.pin
 
@@ -176,7 +196,9 @@ async def test_submit_build_download_verify(
     result = await paired.client.download_artifacts(job_id, tarball)
     assert result.firmware_offset == offset
     assert tarball.stat().st_size == result.total_bytes
-    images = await asyncio.to_thread(read_image_set, tarball, result.firmware_offset, tmp_path / "img")
+    images = await asyncio.to_thread(
+        read_image_set, tarball, result.firmware_offset, tmp_path / "img"
+    )
     receipt = paired.builder.build_files(device, dashboard_id=paired.identity.dashboard_id)
     assert images.device_name == device
     assert [i.name for i in images.images][: len(names)] == names

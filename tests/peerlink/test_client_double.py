@@ -32,15 +32,15 @@ from custom_components.esphome_remote_build.peerlink import (
     SessionLostError,
     SubmitRejectedError,
     UnknownJobError,
+    submit as submit_module,
 )
 from tests.peerlink.conftest import Harness
-from custom_components.esphome_remote_build.peerlink import submit as submit_module
 from tests.support.receiver_double import (
     Artifacts,
     DownloadFaults,
     JobScript,
-    ReceiverDouble,
     JobStatus as ServerJobStatus,
+    ReceiverDouble,
 )
 
 TARBALL = os.urandom(100_000)  # 4 chunks
@@ -108,7 +108,9 @@ async def test_malformed_known_and_unknown_frames_are_dropped(
 ) -> None:
     live = session.rd.session()
     await live.send_frame(frame)
-    await live.send_frame({"type": "queue_status", "idle": False, "running": True, "queue_depth": 2})
+    await live.send_frame(
+        {"type": "queue_status", "idle": False, "running": True, "queue_depth": 2}
+    )
     await session.until(lambda: session.client.queue == QueueStatus(False, True, 2))
     assert session.client.connected
     assert _sessions(session) == 1
@@ -182,7 +184,8 @@ async def test_revoked_pairing_is_terminal(
 
 
 @pytest.mark.parametrize(
-    "response", [("pending", "pending_not_approved"), ("rejected", None), ("rejected", "bad_intent")]
+    "response",
+    [("pending", "pending_not_approved"), ("rejected", None), ("rejected", "bad_intent")],
 )
 async def test_transient_refusals_are_retried(
     rd: ReceiverDouble,

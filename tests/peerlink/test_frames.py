@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from custom_components.esphome_remote_build.peerlink import JobStatus, ProtocolError
-from custom_components.esphome_remote_build.peerlink import frames
+from custom_components.esphome_remote_build.peerlink import JobStatus, ProtocolError, frames
 
 
 @pytest.mark.parametrize(

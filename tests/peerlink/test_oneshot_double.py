@@ -19,8 +19,8 @@ from custom_components.esphome_remote_build.peerlink import (
     pair_status,
     preview,
 )
-from tests.support.receiver_double import HandshakeFault, PeerState, ReceiverDouble
 from tests.support.real_builder import free_port
+from tests.support.receiver_double import HandshakeFault, PeerState, ReceiverDouble
 
 
 async def test_preview_reports_the_server(http: aiohttp.ClientSession) -> None:
@@ -37,7 +37,9 @@ async def test_preview_reports_the_server(http: aiohttp.ClientSession) -> None:
         assert rd.connections[0].msg3_payload in (None, {})
 
 
-async def test_preview_of_a_refusing_server(http: aiohttp.ClientSession, rd: ReceiverDouble) -> None:
+async def test_preview_of_a_refusing_server(
+    http: aiohttp.ClientSession, rd: ReceiverDouble
+) -> None:
     rd.faults.refuse_intent["preview"] = ("rejected", "bad_intent")
     with pytest.raises(PairingRejectedError) as info:
         await preview(http, rd.host, rd.port, Identity.generate())
@@ -77,11 +79,23 @@ async def test_headless_pairing_with_the_key(http: aiohttp.ClientSession) -> Non
         me = Identity.generate()
         with pytest.raises(NoPairingWindowError):
             await pair_request(
-                http, rd.host, rd.port, me, rd.pin, label="l", friendly_name="f",
+                http,
+                rd.host,
+                rd.port,
+                me,
+                rd.pin,
+                label="l",
+                friendly_name="f",
                 pairing_key="WRNG-WRNG-WRNG-WRNG",
             )
         outcome = await pair_request(
-            http, rd.host, rd.port, me, rd.pin, label="HA", friendly_name="home",
+            http,
+            rd.host,
+            rd.port,
+            me,
+            rd.pin,
+            label="HA",
+            friendly_name="home",
             pairing_key="abcd efgh-jkmn.pqrs",
         )
         assert outcome is PairOutcome.APPROVED
@@ -96,11 +110,17 @@ async def test_pin_mismatch_sends_nothing_secret(http: aiohttp.ClientSession) ->
     async with ReceiverDouble(requires_pairing_key=True, pairing_key="ABCD-EFGH-JKMN-PQRS") as rd:
         with pytest.raises(PinMismatchError) as info:
             await pair_request(
-                http, rd.host, rd.port, Identity.generate(), "0" * 64, label="l",
-                friendly_name="f", pairing_key="ABCD-EFGH-JKMN-PQRS",
+                http,
+                rd.host,
+                rd.port,
+                Identity.generate(),
+                "0" * 64,
+                label="l",
+                friendly_name="f",
+                pairing_key="ABCD-EFGH-JKMN-PQRS",
             )
         assert info.value.seen == rd.pin
-        await rd.wait_for(lambda: rd.connections[-1].closed.is_set())
+        await rd.connections[-1].closed.wait()
         assert rd.connections[-1].msg3_received is False
         assert rd.peers == {}
 
@@ -198,7 +218,13 @@ async def test_invalid_pairing_key_is_refused_locally(
 ) -> None:
     with pytest.raises(ValueError):
         await pair_request(
-            http, rd.host, rd.port, Identity.generate(), rd.pin, label="l", friendly_name="f",
+            http,
+            rd.host,
+            rd.port,
+            Identity.generate(),
+            rd.pin,
+            label="l",
+            friendly_name="f",
             pairing_key=key,
         )
     assert rd.connection_count == 0

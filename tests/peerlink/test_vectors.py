@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+from noise.connection import Keypair, NoiseConnection
 import pytest
 
 from custom_components.esphome_remote_build.peerlink import (
@@ -35,7 +36,8 @@ MSG2 = H(
     "982a9d43913b169ffad3c9fd51e4e9b85ccf2cbd8680b09b8f395b86106e6a17"
 )
 MSG3_PAYLOAD = (
-    b'{"dashboard_id":"q0Lk7Zb2c9xWm4Rr1Tt8Yy3Uu6Ii5Oo0","friendly_name":"ha-test","ha_addon":false}'
+    b'{"dashboard_id":"q0Lk7Zb2c9xWm4Rr1Tt8Yy3Uu6Ii5Oo0",'
+    b'"friendly_name":"ha-test","ha_addon":false}'
 )
 MSG3 = H(
     "1dc00df062a51249321a8f8349c312567dc00ed837b5fc3fa4c72162d39a4973"
@@ -122,8 +124,6 @@ def test_tampered_msg2_and_frames_are_protocol_errors() -> None:
 
 
 def test_self_loopback_is_refused() -> None:
-    from noise.connection import Keypair, NoiseConnection
-
     responder = NoiseConnection.from_name(b"Noise_XX_25519_ChaChaPoly_SHA256")
     responder.set_as_responder()
     responder.set_keypair_from_private_bytes(Keypair.STATIC, OFFLOADER_PRIV)
@@ -142,7 +142,11 @@ def test_self_loopback_is_refused() -> None:
             (25, 60, 40, 47, 63, 22, 63),
             "Strawberry, Anchor, Gift, Key, Pin, Fire, Pin",
         ),
-        (OFFLOADER_PIN, (59, 45, 54, 8, 15, 26, 2), "Bell, Scissors, Rocket, Panda, Flower, Corn, Lion"),
+        (
+            OFFLOADER_PIN,
+            (59, 45, 54, 8, 15, 26, 2),
+            "Bell, Scissors, Rocket, Panda, Flower, Corn, Lion",
+        ),
         (
             pin_sha256_for_pubkey(bytes(32)),
             (25, 38, 33, 58, 43, 31, 33),
@@ -186,7 +190,12 @@ def test_identity() -> None:
 
 @pytest.mark.parametrize(
     ("private_key", "dashboard_id"),
-    [(b"short", "abc"), (OFFLOADER_PRIV, ""), (OFFLOADER_PRIV, "bad id!"), (OFFLOADER_PRIV, "x" * 65)],
+    [
+        (b"short", "abc"),
+        (OFFLOADER_PRIV, ""),
+        (OFFLOADER_PRIV, "bad id!"),
+        (OFFLOADER_PRIV, "x" * 65),
+    ],
 )
 def test_identity_validation(private_key: bytes, dashboard_id: str) -> None:
     with pytest.raises(ValueError):
