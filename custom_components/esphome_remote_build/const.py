@@ -1,0 +1,38 @@
+"""Names and defaults shared by the Home Assistant side of the integration.
+
+The user-facing names (domain, event, option and field names) are part of the contract in
+DESIGN.md: automations and scripts depend on them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DOMAIN: Final = "esphome_remote_build"
+
+CONF_PIN: Final = "pin_sha256"
+CONF_PAIRING_KEY: Final = "pairing_key"
+CONF_KEEP_LAST: Final = "keep_last"
+
+DEFAULT_PORT: Final = 6055
+DEFAULT_KEEP_LAST: Final = 3
+KEEP_LAST_MIN: Final = 1
+KEEP_LAST_MAX: Final = 50
+
+# mDNS TXT keys of a Device Builder that has its build-server listener bound (PROTOCOL §7).
+TXT_PIN: Final = "pin_sha256"
+TXT_PORT: Final = "remote_build_port"
+TXT_FRIENDLY_NAME: Final = "friendly_name"
+
+EVENT_JOB: Final = f"{DOMAIN}_job"
+
+# How long the config flow waits for the server's admin to approve us.
+APPROVAL_TIMEOUT: Final = 300.0
+# How long a service call waits for a session that is (re)connecting.
+CONNECT_WAIT: Final = 10.0
+# How long `submit_build` with `wait: true` waits for the build to end.
+BUILD_WAIT_TIMEOUT: Final = 1800.0
+
+# The folder where the ESPHome add-on keeps device configurations.
+ESPHOME_CONFIG_FOLDER: Final = "esphome"
+BUILDS_FOLDER: Final = "builds"
