@@ -226,3 +226,51 @@ async def test_unknown_job_and_failed_build(
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".gz") == [
         "failing-device.yaml.bundle.tar.gz"
     ]
+
+
+async def test_dashboard_approval_then_revocation(
+    real_builder_dashboard: RealBuilder, http: aiohttp.ClientSession
+) -> None:
+    builder = real_builder_dashboard
+    identity = Identity.generate()
+    async with builder.dashboard_client() as operator:
+        await operator.set_pairing_window(True)
+        outcome = await pair_request(
+            http,
+            builder.host,
+            builder.port,
+            identity,
+            builder.pin,
+            label="interop",
+            friendly_name="interop-ha",
+        )
+        assert outcome is PairOutcome.PENDING
+        poll = asyncio.create_task(
+            pair_status(http, builder.host, builder.port, identity, builder.pin)
+        )
+        await asyncio.sleep(0.2)
+        assert not poll.done()  # the long-poll waits for the operator
+        await operator.approve_peer(identity.dashboard_id)
+        await asyncio.wait_for(poll, 10)
+
+        client = PeerLinkClient(
+            http, builder.host, builder.port, identity, builder.pin, backoff_initial=0.05
+        )
+        events: list[PeerLinkEvent] = []
+        client.subscribe(events.append)
+        await client.start()
+        try:
+            await client.wait_connected(10)
+            await operator.remove_peer(identity.dashboard_id)
+            # the open session survives a removal; the next handshake is refused for good
+            await client.stop()
+            await client.start()
+            async with asyncio.timeout(10):
+                while client.running:
+                    await asyncio.sleep(0.02)
+            last = events[-1]
+            assert isinstance(last, Disconnected)
+            assert last.terminal
+            assert last.reason == "no_approved_peer"
+        finally:
+            await client.stop()
