@@ -112,7 +112,8 @@ class JobSubmitter:
             header["device_name"] = device_name
         await channel.send(header)
         loop = asyncio.get_running_loop()
-        with bundle.open("rb") as file:  # opening is cheap; reads go to the executor
+        file = await loop.run_in_executor(None, bundle.open, "rb")
+        try:
             for index in range(count):
                 if ack.done():
                     return  # the server already answered (a refusal); stop sending
@@ -126,3 +127,5 @@ class JobSubmitter:
                         "is_last": index == count - 1,
                     }
                 )
+        finally:
+            file.close()
