@@ -6,6 +6,7 @@ DESIGN.md: automations and scripts depend on them.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Final
 
 DOMAIN: Final = "esphome_remote_build"
@@ -25,6 +26,24 @@ TXT_PORT: Final = "remote_build_port"
 TXT_FRIENDLY_NAME: Final = "friendly_name"
 
 EVENT_JOB: Final = f"{DOMAIN}_job"
+EVENT_FLASH: Final = f"{DOMAIN}_flash"
+
+
+class FlashStatus(StrEnum):
+    """The ``status`` of a flash event, and of the last-job sensor's flash attributes."""
+
+    STARTED = "started"
+    UPLOADING = "uploading"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+# Home Assistant's ``esphome`` integration keeps a device's address and API encryption key
+# in its config entry under these keys (``homeassistant.components.esphome.const``).  They
+# are repeated here because importing that package needs aioesphomeapi, which this
+# integration does not require.
+ESPHOME_DOMAIN: Final = "esphome"
+ESPHOME_CONF_NOISE_PSK: Final = "noise_psk"
 
 # How long the config flow waits for the server's admin to approve us.
 APPROVAL_TIMEOUT: Final = 300.0

@@ -23,7 +23,7 @@ from homeassistant.helpers.singleton import singleton
 from homeassistant.helpers.storage import Store
 from homeassistant.util.hass_dict import HassKey
 
-from .const import CONF_PIN, CONNECT_WAIT, DOMAIN, EVENT_JOB
+from .const import CONF_PIN, CONNECT_WAIT, DOMAIN, EVENT_JOB, FlashStatus
 from .peerlink import (
     Connected,
     Disconnected,
@@ -78,6 +78,15 @@ class RemoteBuildData:
 type RemoteBuildConfigEntry = ConfigEntry[RemoteBuildData]
 
 
+@dataclass(frozen=True, slots=True)
+class FlashProgress:
+    """Where the latest flash of one of this server's builds stands."""
+
+    job_id: str
+    progress: int
+    status: FlashStatus
+
+
 class RemoteBuildLink:
     """One paired build server as Home Assistant sees it."""
 
@@ -93,6 +102,7 @@ class RemoteBuildLink:
             friendly_name=hass.config.location_name,
         )
         self.last_job: JobStateChanged | None = None
+        self.flash: FlashProgress | None = None
         # One artifact download per server at a time (the server allows no more).
         self.download_lock = asyncio.Lock()
         self._configurations: dict[str, str] = {}
@@ -148,6 +158,17 @@ class RemoteBuildLink:
         return self._configurations.get(job_id)
 
     @callback
+    def async_set_flash(self, flash: FlashProgress) -> None:
+        """Show a flash of one of this server's builds on the entities."""
+        self.flash = flash
+        self._notify()
+
+    @callback
+    def _notify(self) -> None:
+        for update in list(self._listeners):
+            update()
+
+    @callback
     def _on_event(self, event: PeerLinkEvent) -> None:
         match event:
             case Connected():
@@ -158,8 +179,7 @@ class RemoteBuildLink:
                 self._on_job(event)
             case _:
                 pass  # queue updates only refresh entities; compiler output is not surfaced
-        for update in list(self._listeners):
-            update()
+        self._notify()
 
     def _on_connected(self, event: Connected) -> None:
         if self._unavailable_logged:

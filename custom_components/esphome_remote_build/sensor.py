@@ -1,4 +1,4 @@
-"""The server's queue depth and the state of the last job we saw."""
+"""The server's queue depth, the state of the last job we saw and of the latest flash."""
 
 from __future__ import annotations
 
@@ -69,12 +69,21 @@ class RemoteBuildLastJobSensor(RemoteBuildEntity, SensorEntity):
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
-        """Name the job, its configuration and why it failed."""
-        job = self._link.last_job
-        if job is None:
-            return None
-        return {
-            "job_id": job.job_id,
-            "configuration": self._link.configuration_of(job.job_id),
-            "error_message": job.error_message or None,
-        }
+        """Name the job, its configuration and why it failed, and the latest flash.
+
+        The flash names its own job: it may be of an older build than the last job.
+        """
+        attributes: dict[str, Any] = {}
+        if (job := self._link.last_job) is not None:
+            attributes |= {
+                "job_id": job.job_id,
+                "configuration": self._link.configuration_of(job.job_id),
+                "error_message": job.error_message or None,
+            }
+        if (flash := self._link.flash) is not None:
+            attributes |= {
+                "flash_job_id": flash.job_id,
+                "flash_progress": flash.progress,
+                "flash_status": flash.status.value,
+            }
+        return attributes or None

@@ -15,9 +15,15 @@ from pathlib import Path
 import secrets
 from typing import Any
 
-from homeassistant.const import ATTR_CONFIG_ENTRY_ID
+from homeassistant.const import (
+    ATTR_CONFIG_ENTRY_ID,
+    ATTR_DEVICE_ID,
+    CONF_HOST,
+    CONF_PASSWORD,
+    CONF_PORT,
+)
 from homeassistant.core import HomeAssistant, ServiceCall, ServiceResponse, SupportsResponse
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import config_validation as cv, service
 from homeassistant.util.hass_dict import HassKey
 import probatio
@@ -32,6 +38,14 @@ from .const import (
     ESPHOME_CONFIG_FOLDER,
     KEEP_LAST_MAX,
     KEEP_LAST_MIN,
+)
+from .errors import service_error
+from .flash import (
+    ATTR_ENCRYPTION_KEY,
+    FlashTarget,
+    ImageKind,
+    async_flash_build,
+    resolve_target,
 )
 from .link import RemoteBuildConfigEntry, RemoteBuildLink
 from .peerlink import (
@@ -61,20 +75,41 @@ SERVICE_SUBMIT_BUILD = "submit_build"
 SERVICE_DOWNLOAD_ARTIFACTS = "download_artifacts"
 SERVICE_CANCEL_BUILD = "cancel_build"
 SERVICE_DELETE_ARTIFACTS = "delete_artifacts"
+SERVICE_FLASH = "flash"
 
 ATTR_CONFIGURATION = "configuration"
 ATTR_WAIT = "wait"
 ATTR_JOB_ID = "job_id"
 ATTR_KEEP_LAST = "keep_last"
 ATTR_DEVICE_NAME = "device_name"
+ATTR_FLASH = "flash"
+ATTR_IMAGE = "image"
 
 _YAML_SUFFIXES = frozenset({".yaml", ".yml"})
+
+# Where a flash goes: exactly one of host / device_id, checked by ``resolve_target`` so
+# that a wrong combination is a translated error, not a bare schema error.
+FLASH_TARGET_FIELDS: dict[probatio.Marker, Any] = {
+    probatio.Optional(CONF_HOST): cv.string,
+    probatio.Optional(CONF_PORT): cv.port,
+    probatio.Optional(CONF_PASSWORD): cv.string,
+    probatio.Optional(ATTR_ENCRYPTION_KEY): cv.string,
+    probatio.Optional(ATTR_DEVICE_ID): cv.string,
+}
 
 SUBMIT_BUILD_SCHEMA = probatio.Schema(
     {
         probatio.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
         probatio.Required(ATTR_CONFIGURATION): cv.string,
         probatio.Optional(ATTR_WAIT, default=False): cv.boolean,
+        probatio.Optional(ATTR_FLASH): probatio.Schema(FLASH_TARGET_FIELDS),
+    }
+)
+FLASH_SCHEMA = probatio.Schema(
+    {
+        probatio.Required(ATTR_JOB_ID): cv.string,
+        probatio.Optional(ATTR_IMAGE, default=ImageKind.APPLICATION): probatio.Coerce(ImageKind),
+        **FLASH_TARGET_FIELDS,
     }
 )
 JOB_SCHEMA = probatio.Schema(
@@ -122,17 +157,12 @@ _MAPPED = (PeerLinkError, ArtifactsError, StoreError)
 type _Handler = Callable[[HomeAssistant, ServiceCall], Coroutine[Any, Any, ServiceResponse]]
 
 
-def _error(key: str, *, validation: bool = False, **placeholders: str) -> HomeAssistantError:
-    cls = ServiceValidationError if validation else HomeAssistantError
-    return cls(
-        translation_domain=DOMAIN, translation_key=key, translation_placeholders=placeholders
-    )
-
-
 def translate_error(err: Exception) -> HomeAssistantError:
     """Turn a library exception into the translated error a caller sees."""
     key, validation = next((k, v) for kind, k, v in _FAILURES if isinstance(err, kind))
-    return _error(key, validation=validation, reason=getattr(err, "reason", ""), error=str(err))
+    return service_error(
+        key, validation=validation, reason=getattr(err, "reason", ""), error=str(err)
+    )
 
 
 @contextmanager
@@ -159,15 +189,17 @@ def check_configuration(config_dir: Path, name: str) -> None:
         or candidate.stem in {"", ".", ".."}
         or candidate.stem.lower() == "secrets"
     ):
-        raise _error("invalid_configuration", validation=True, configuration=name)
+        raise service_error("invalid_configuration", validation=True, configuration=name)
     try:
         real = (config_dir / name).resolve(strict=True)
     except OSError:
-        raise _error("configuration_not_found", validation=True, configuration=name) from None
+        raise service_error(
+            "configuration_not_found", validation=True, configuration=name
+        ) from None
     if real.parent != config_dir.resolve():
-        raise _error("configuration_outside", validation=True, configuration=name)
+        raise service_error("configuration_outside", validation=True, configuration=name)
     if not real.is_file():
-        raise _error("configuration_not_found", validation=True, configuration=name)
+        raise service_error("configuration_not_found", validation=True, configuration=name)
 
 
 def _loaded_entry(hass: HomeAssistant, call: ServiceCall) -> RemoteBuildConfigEntry:
@@ -233,27 +265,34 @@ async def _async_submit_build(hass: HomeAssistant, call: ServiceCall) -> Service
     entry = _loaded_entry(hass, call)
     link, store = entry.runtime_data.link, entry.runtime_data.store
     name: str = call.data[ATTR_CONFIGURATION]
+    # A flash target is checked before the build: a typo should not cost a compile.
+    target: FlashTarget | None = None
+    if ATTR_FLASH in call.data:
+        target = resolve_target(hass, call.data[ATTR_FLASH])
     config_dir = Path(hass.config.path(ESPHOME_CONFIG_FOLDER))
     await hass.async_add_executor_job(check_configuration, config_dir, name)
     with _translated_errors():
         await link.async_wait_connected()
         job_id = await _async_upload(hass, link, store, config_dir, name)
-    if not call.data[ATTR_WAIT]:
+    if not call.data[ATTR_WAIT] and target is None:
         return {"job_id": job_id, "status": _status(link, job_id) or JobStatus.QUEUED.value}
     with _translated_errors():
         try:
             final = await link.client.wait_for_job(job_id, BUILD_WAIT_TIMEOUT)
         except TimeoutError:
-            raise _error("build_wait_timeout", job_id=job_id) from None
+            raise service_error("build_wait_timeout", job_id=job_id) from None
         if final.status is not JobStatus.COMPLETED:
-            raise _error(
+            raise service_error(
                 "build_failed",
                 job_id=job_id,
                 status=final.status.value,
                 error_message=final.error_message,
             )
         stored = await async_download_build(hass, entry, job_id)
-    return {**stored.as_response(), "status": final.status.value}
+    response: dict[str, Any] = {**stored.as_response(), "status": final.status.value}
+    if target is not None:
+        response[ATTR_FLASH] = await async_flash_build(hass, stored, target, ImageKind.APPLICATION)
+    return response
 
 
 async def _async_download_artifacts(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
@@ -285,8 +324,19 @@ async def _async_delete_artifacts(hass: HomeAssistant, call: ServiceCall) -> Ser
         if job_id is not None and keep_last is None:
             if await store.async_delete(job_id):
                 return {"deleted": [job_id]}
-            raise _error("build_not_found", validation=True, job_id=job_id)
-    raise _error("delete_target", validation=True)
+            raise service_error("build_not_found", validation=True, job_id=job_id)
+    raise service_error("delete_target", validation=True)
+
+
+async def _async_flash(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    target = resolve_target(hass, call.data)
+    job_id: str = call.data[ATTR_JOB_ID]
+    with _translated_errors():
+        # Rehash the images: whatever sat on disk since the download must still be the build.
+        stored = await hass.data[DATA_STORE].async_verify(job_id)
+    if stored is None:
+        raise service_error("build_not_found", validation=True, job_id=job_id)
+    return await async_flash_build(hass, stored, target, call.data[ATTR_IMAGE])
 
 
 def async_setup_services(hass: HomeAssistant) -> None:
@@ -296,6 +346,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
         SERVICE_DOWNLOAD_ARTIFACTS: (_async_download_artifacts, JOB_SCHEMA),
         SERVICE_CANCEL_BUILD: (_async_cancel_build, JOB_SCHEMA),
         SERVICE_DELETE_ARTIFACTS: (_async_delete_artifacts, DELETE_ARTIFACTS_SCHEMA),
+        SERVICE_FLASH: (_async_flash, FLASH_SCHEMA),
     }
     for name, (handler, schema) in handlers.items():
         hass.services.async_register(

@@ -1,0 +1,273 @@
+"""Flashing a stored build over the air: where to, which image, and what the user sees.
+
+The glue between the build store, the HA-free OTA client and Home Assistant: it turns a
+target (an address, or a device of Home Assistant's ``esphome`` integration) into an
+address and an encryption key, picks the image that goes over the air, lets one flash
+at a time reach a device, reports progress as events and on the build server's
+last-job sensor, and translates the client's failures.  Passwords and keys stay in
+:class:`FlashTarget` (hidden from its ``repr``) and reach nothing but the OTA client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+import logging
+from typing import Any, Final
+
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import ATTR_DEVICE_ID, CONF_HOST, CONF_PASSWORD, CONF_PORT
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import device_registry as dr
+from homeassistant.util.hass_dict import HassKey
+
+from .const import DOMAIN, ESPHOME_CONF_NOISE_PSK, ESPHOME_DOMAIN, EVENT_FLASH, FlashStatus
+from .errors import service_error
+from .link import FlashProgress, RemoteBuildLink
+from .ota import (
+    OTAAuthenticationError,
+    OTADeviceError,
+    OTAEncryptionError,
+    OTAEncryptionKeyError,
+    OTAEncryptionRequiredError,
+    OTAEncryptionUnavailableError,
+    OTAError,
+    OTAImageError,
+    OTAInvalidKeyError,
+    OTAMaybeCommittedError,
+    OTANetworkError,
+    OTAPasswordRequiredError,
+    OTAProtocolError,
+    OTAResolveError,
+    OTATimeoutError,
+    OTAType,
+    OTAUnsupportedError,
+    async_flash,
+    decode_noise_psk,
+    default_ota_port,
+)
+from .store import StoredBuild, StoredImage
+
+_LOGGER = logging.getLogger(__name__)
+
+ATTR_ENCRYPTION_KEY: Final = "encryption_key"
+
+# Devices (``host:port``) with a flash running; a second flash is refused, not queued.
+_FLASHING: HassKey[set[str]] = HassKey(f"{DOMAIN}_flashing")
+
+
+class ImageKind(StrEnum):
+    """Which image of a build goes over the air (the ``image`` field of ``flash``)."""
+
+    APPLICATION = "application"
+    PARTITION_TABLE = "partition_table"
+    BOOTLOADER = "bootloader"
+
+
+# Image kind -> (file names in order of preference, OTA type).  ESP32 PlatformIO builds
+# carry ``firmware.ota.bin`` next to ``firmware.bin``; the factory image (bootloader +
+# partitions + app) is for serial flashing and never goes over the air.
+_IMAGES: Final[dict[ImageKind, tuple[tuple[str, ...], OTAType]]] = {
+    ImageKind.APPLICATION: (("firmware.ota.bin", "firmware.bin"), OTAType.APPLICATION),
+    ImageKind.PARTITION_TABLE: (("partitions.bin",), OTAType.PARTITION_TABLE),
+    ImageKind.BOOTLOADER: (("bootloader.bin",), OTAType.BOOTLOADER),
+}
+
+# Client failure -> translation key; most specific first, the first matching class wins.
+_OTA_FAILURES: Final[tuple[tuple[type[OTAError], str], ...]] = (
+    (OTAPasswordRequiredError, "ota_password_required"),
+    (OTAAuthenticationError, "ota_invalid_auth"),
+    (OTAEncryptionRequiredError, "ota_encryption_required"),
+    (OTAEncryptionUnavailableError, "ota_encryption_unavailable"),
+    (OTAEncryptionKeyError, "ota_encryption_key_rejected"),
+    (OTAEncryptionError, "ota_encryption_failed"),
+    (OTAMaybeCommittedError, "ota_may_be_committing"),
+    (OTAUnsupportedError, "ota_unsupported_type"),
+    (OTADeviceError, "ota_device_error"),
+    (OTAProtocolError, "ota_protocol_error"),
+    (OTATimeoutError, "ota_timeout"),
+    (OTAResolveError, "ota_cannot_resolve"),
+    (OTANetworkError, "ota_network_error"),
+    (OTAImageError, "ota_image_error"),
+    (OTAError, "ota_failed"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FlashTarget:
+    """A device to flash, resolved and checked before anything is built or sent."""
+
+    host: str
+    #: ``None``: the default port of the build's platform.
+    port: int | None
+    password: str | None = field(repr=False)
+    noise_psk: bytes | None = field(repr=False)
+
+
+def resolve_target(hass: HomeAssistant, data: Mapping[str, Any]) -> FlashTarget:
+    """Turn the target fields of a call into an address, a password and a key.
+
+    Exactly one of ``host`` and ``device_id``.  A device of the ``esphome`` integration
+    lends its address and API encryption key; an explicit ``encryption_key`` wins.
+    """
+    host: str | None = data.get(CONF_HOST) or None
+    device_id: str | None = data.get(ATTR_DEVICE_ID) or None
+    if host is not None and device_id is None:
+        device_key = None
+    elif device_id is not None and host is None:
+        host, device_key = _esphome_device(hass, device_id)
+    else:
+        raise service_error("flash_target", validation=True)
+    key: str | None = data.get(ATTR_ENCRYPTION_KEY) or device_key
+    try:
+        psk = None if key is None else decode_noise_psk(key)
+    except OTAInvalidKeyError as err:
+        raise service_error("invalid_encryption_key", validation=True, error=str(err)) from None
+    return FlashTarget(host, data.get(CONF_PORT), data.get(CONF_PASSWORD) or None, psk)
+
+
+def _esphome_device(hass: HomeAssistant, device_id: str) -> tuple[str, str | None]:
+    """Return the address and encryption key the ``esphome`` integration knows a device by."""
+    device = dr.async_get(hass).async_get(device_id)
+    if device is None:
+        raise service_error("device_not_found", validation=True, device_id=device_id)
+    for entry_id in device.config_entries:
+        entry = hass.config_entries.async_get_entry(entry_id)
+        if entry is not None and entry.domain == ESPHOME_DOMAIN:
+            return entry.data[CONF_HOST], entry.data.get(ESPHOME_CONF_NOISE_PSK) or None
+    raise service_error(
+        "not_esphome_device", validation=True, device=device.name_by_user or device.name or ""
+    )
+
+
+def select_image(stored: StoredBuild, kind: ImageKind) -> tuple[StoredImage, OTAType]:
+    """Pick the stored image that goes over the air as ``kind``."""
+    names, ota_type = _IMAGES[kind]
+    images = {image.name: image for image in stored.images}
+    for name in names:
+        if name in images:
+            return images[name], ota_type
+    raise service_error(
+        "image_not_in_build", validation=True, job_id=stored.job_id, image=kind.value
+    )
+
+
+def _port(target: FlashTarget, stored: StoredBuild) -> int:
+    if target.port is not None:
+        return target.port
+    try:
+        return default_ota_port(stored.platform)
+    except ValueError:
+        raise service_error(
+            "ota_port_required", validation=True, platform=stored.platform
+        ) from None
+
+
+def translate_ota_error(err: OTAError, job_id: str, host: str, port: int) -> HomeAssistantError:
+    """Turn an OTA client failure into the translated error a caller sees."""
+    key = next(key for kind, key in _OTA_FAILURES if isinstance(err, kind))
+    return service_error(
+        key,
+        job_id=job_id,
+        host=host,
+        port=str(port),
+        code="" if err.code is None else f"0x{err.code:02X}",
+        reason=err.reason,
+        error=str(err),
+    )
+
+
+class _Reporter:
+    """Fires the flash events and mirrors them on the build server's last-job sensor."""
+
+    def __init__(self, hass: HomeAssistant, stored: StoredBuild, host: str, port: int) -> None:
+        self._hass = hass
+        self._job_id = stored.job_id
+        self._host = host
+        self._port = port
+        self._link = _link_of(hass, stored.server_pin)
+        self._status = FlashStatus.STARTED
+        self._progress = 0
+
+    @callback
+    def report(self, status: FlashStatus, progress: int | None = None) -> None:
+        if progress is not None:
+            self._progress = progress
+        self._status = status
+        self._hass.bus.async_fire(
+            EVENT_FLASH,
+            {
+                "job_id": self._job_id,
+                "host": self._host,
+                "port": self._port,
+                "progress": self._progress,
+                "status": status.value,
+            },
+        )
+        if self._link is not None:
+            self._link.async_set_flash(FlashProgress(self._job_id, self._progress, status))
+
+    @callback
+    def on_progress(self, sent: int, total: int) -> None:
+        """Report each new whole percent; a retried attempt honestly starts again at 0."""
+        percent = sent * 100 // total
+        if self._status is not FlashStatus.UPLOADING or percent != self._progress:
+            self.report(FlashStatus.UPLOADING, percent)
+
+
+def _link_of(hass: HomeAssistant, server_pin: str) -> RemoteBuildLink | None:
+    """Return the link of the loaded server that built the build, if there is one."""
+    entry = hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, server_pin)
+    if entry is None or entry.state is not ConfigEntryState.LOADED:
+        return None
+    link: RemoteBuildLink = entry.runtime_data.link
+    return link
+
+
+async def async_flash_build(
+    hass: HomeAssistant, stored: StoredBuild, target: FlashTarget, kind: ImageKind
+) -> dict[str, Any]:
+    """Flash one image of a stored build onto one device and return the action's response."""
+    image, ota_type = select_image(stored, kind)
+    port = _port(target, stored)
+    device = f"{target.host.lower()}:{port}"
+    flashing = hass.data.setdefault(_FLASHING, set())
+    if device in flashing:
+        raise service_error("flash_in_progress", host=target.host, port=str(port))
+    flashing.add(device)
+    try:
+        reporter = _Reporter(hass, stored, target.host, port)
+        reporter.report(FlashStatus.STARTED, 0)
+        _LOGGER.info(
+            "Flashing %s of build %s to %s port %s", image.name, stored.job_id, target.host, port
+        )
+        try:
+            result = await async_flash(
+                target.host,
+                port,
+                image.path,
+                password=target.password,
+                noise_psk=target.noise_psk,
+                ota_type=ota_type,
+                progress=reporter.on_progress,
+            )
+        except BaseException as err:
+            reporter.report(FlashStatus.FAILED)
+            if isinstance(err, OTAError):
+                raise translate_ota_error(err, stored.job_id, target.host, port) from err
+            raise
+        reporter.report(FlashStatus.COMPLETED, 100)
+    finally:
+        flashing.discard(device)
+    return {
+        "job_id": stored.job_id,
+        "host": target.host,
+        "port": port,
+        "image": image.name,
+        "bytes_sent": result.bytes_sent,
+        "duration": round(result.duration, 3),
+        "compressed": result.compressed,
+        "encrypted": result.encrypted,
+    }
