@@ -8,6 +8,7 @@ installation uses our identity) becomes a repair issue; the first two also start
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 import logging
@@ -28,6 +29,7 @@ from .peerlink import (
     Connected,
     Disconnected,
     Identity,
+    JobOutput,
     JobStateChanged,
     NotConnectedError,
     NotPairedError,
@@ -38,6 +40,8 @@ from .peerlink import (
 from .store import BuildStore
 
 _LOGGER = logging.getLogger(__name__)
+
+OUTPUT_TAIL_LINES = 3
 
 IDENTITY_STORAGE_KEY = f"{DOMAIN}.identity"
 IDENTITY_STORAGE_VERSION = 1
@@ -106,6 +110,7 @@ class RemoteBuildLink:
         # One artifact download per server at a time (the server allows no more).
         self.download_lock = asyncio.Lock()
         self._configurations: dict[str, str] = {}
+        self._output: dict[str, deque[str]] = {}
         self._listeners: list[Callable[[], None]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._unavailable_logged = False
@@ -177,9 +182,26 @@ class RemoteBuildLink:
                 self._on_disconnected(event)
             case JobStateChanged():
                 self._on_job(event)
+            case JobOutput():
+                self._on_output(event)
+                return  # output lines change no entity state
             case _:
-                pass  # queue updates only refresh entities; compiler output is not surfaced
+                pass  # queue updates only refresh entities
         self._notify()
+
+    def _on_output(self, event: JobOutput) -> None:
+        """Keep the last lines of our jobs' output.
+
+        They explain a failure the server reports without an error message (a compile error).
+        """
+        if event.job_id in self._configurations and (line := event.line.strip()):
+            self._output.setdefault(event.job_id, deque(maxlen=OUTPUT_TAIL_LINES)).append(line)
+
+    def failure_reason(self, job: JobStateChanged) -> str:
+        """Explain a failed job: the server's message, else the tail of its output."""
+        if job.error_message:
+            return job.error_message
+        return " | ".join(self._output.get(job.job_id, ())) or "no reason given"
 
     def _on_connected(self, event: Connected) -> None:
         if self._unavailable_logged:

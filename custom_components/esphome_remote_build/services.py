@@ -286,7 +286,7 @@ async def _async_submit_build(hass: HomeAssistant, call: ServiceCall) -> Service
                 "build_failed",
                 job_id=job_id,
                 status=final.status.value,
-                error_message=final.error_message,
+                error_message=link.failure_reason(final),
             )
         stored = await async_download_build(hass, entry, job_id)
     response: dict[str, Any] = {**stored.as_response(), "status": final.status.value}

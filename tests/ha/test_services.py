@@ -127,10 +127,19 @@ async def test_submit_build_and_wait(
 
 
 @pytest.mark.parametrize(
-    ("script", "key"),
+    ("script", "key", "reason"),
     [
-        (JobScript(outcome=RdStatus.FAILED, error_message="boom"), "build_failed"),
-        (JobScript(hold=True), "build_wait_timeout"),
+        (JobScript(outcome=RdStatus.FAILED, error_message="boom"), "build_failed", "boom"),
+        (
+            JobScript(
+                lines=["INFO Compiling\n", "src/main.cpp:3: error: x\n", "\r", "FAILED\n"],
+                outcome=RdStatus.FAILED,
+            ),
+            "build_failed",
+            "INFO Compiling | src/main.cpp:3: error: x | FAILED",
+        ),
+        (JobScript(outcome=RdStatus.FAILED, lines=[]), "build_failed", "no reason given"),
+        (JobScript(hold=True), "build_wait_timeout", None),
     ],
 )
 async def test_submit_build_and_wait_fails(
@@ -140,6 +149,7 @@ async def test_submit_build_and_wait_fails(
     esphome_dir: Path,
     script: JobScript,
     key: str,
+    reason: str | None,
 ) -> None:
     rd.job_script = script
     with (
@@ -156,7 +166,7 @@ async def test_submit_build_and_wait_fails(
     assert type(caught.value) is HomeAssistantError
     assert caught.value.translation_key == key
     if key == "build_failed":
-        assert caught.value.translation_placeholders["error_message"] == "boom"
+        assert caught.value.translation_placeholders["error_message"] == reason
         assert caught.value.translation_placeholders["status"] == "failed"
 
 
