@@ -41,11 +41,11 @@ from demo_hass import (
     write_config_dir,
     yaml_text,
 )
-from demo_process import ChildProcess, DemoProcessError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.support.child_process import ChildProcess, ChildProcessFailedError  # noqa: E402
 from tests.support.real_builder import RealBuilder, RealBuilderError, free_port  # noqa: E402
 
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
@@ -100,8 +100,8 @@ class Demo:
         self.ota_password = secrets.token_urlsafe(12)
         self.owner_password = secrets.token_urlsafe(12)
         self.builder = RealBuilder(workdir / "builder", real_compile=args.real_compile)
-        self.device = ChildProcess("OTA device emulator", workdir / "device.log")
-        self.hass = ChildProcess("Home Assistant", workdir / "hass.log")
+        self.device = ChildProcess("OTA device emulator", log_path=workdir / "device.log")
+        self.hass = ChildProcess("Home Assistant", log_path=workdir / "hass.log")
         self.hass_dir = workdir / "hass"
         self.device_port = 0
         self.http_port = free_port()
@@ -168,7 +168,7 @@ class Demo:
             ],
             cwd=REPO_ROOT,
         )
-        line = await self.device.wait_for_line(r'"event": "listening"', STEP_TIMEOUT)
+        line = await self.device.wait_for_line(r'"event": "listening"', timeout=STEP_TIMEOUT)
         self.device_port = int(json.loads(line.string)["port"])
         print(f"  ESPHome OTA v2, password-protected, on {LOOPBACK}:{self.device_port}")
 
@@ -289,7 +289,7 @@ class Demo:
         self.report.flash = result
 
     async def _verify_device(self, build: dict[str, Any]) -> None:
-        line = await self.device.wait_for_line(r'"event": "session"', STEP_TIMEOUT)
+        line = await self.device.wait_for_line(r'"event": "session"', timeout=STEP_TIMEOUT)
         session = json.loads(line.string)
         if not (session["auth_ok"] and session["completed"] and session["md5_ok"]):
             raise DemoError(f"the device's OTA session did not complete: {session}")
@@ -415,7 +415,7 @@ async def amain(args: argparse.Namespace) -> int:
         status = 0
     except (
         DemoError,
-        DemoProcessError,
+        ChildProcessFailedError,
         HassApiError,
         RealBuilderError,
         aiohttp.ClientError,

@@ -18,18 +18,17 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Mapping
-import contextlib
 from dataclasses import dataclass
 import hashlib
 import json
 import os
 from pathlib import Path
 import re
-import signal
 import socket
-import sys
 from types import TracebackType
 from typing import Any, Self
+
+from tests.support.child_process import ChildProcess, ChildProcessFailedError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STANDIN_PYTHON = REPO_ROOT / ".venv-standin" / "bin" / "python"
@@ -49,14 +48,6 @@ HEADLESS_SERVING_RE = re.compile(
     rf"{PAIRING_KEY_RE.pattern}|Remote-build server already paired with"
 )
 
-# Run the Device Builder through a tiny launcher that asks the kernel to SIGTERM it when
-# our process dies, so a crashed test run cannot leave an mDNS responder behind.
-_PR_SET_PDEATHSIG = 1
-_LAUNCHER = (
-    "import ctypes, os, signal, sys\n"
-    f"ctypes.CDLL(None).prctl({_PR_SET_PDEATHSIG}, signal.SIGTERM)\n"
-    "os.execv(sys.argv[1], sys.argv[1:])\n"
-)
 _WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _LOG_TAIL_LINES = 60
 
@@ -197,20 +188,17 @@ class RealBuilder:
         self.http_port: int | None = free_port() if dashboard else None
         self.pin = ""
         self.pairing_key: str | None = None
-        self._lines: list[str] = []
+        self._child = ChildProcess("Device Builder", clean=strip_ansi)
         self._run_start = 0
-        self._line_added = asyncio.Event()
-        self._process: asyncio.subprocess.Process | None = None
-        self._reader: asyncio.Task[None] | None = None
 
     @property
     def log_text(self) -> str:
         """Everything the process logged so far (all runs), colour codes stripped."""
-        return "\n".join(self._lines)
+        return "\n".join(self._child.lines)
 
     @property
     def returncode(self) -> int | None:
-        return None if self._process is None else self._process.returncode
+        return self._child.returncode
 
     def argv(self) -> list[str]:
         """The Device Builder command line, as documented by its ``--help``."""
@@ -224,26 +212,14 @@ class RealBuilder:
 
     async def start(self) -> None:
         """Start the process and return once it serves (pin, port and key known)."""
-        if self._process is not None and self._process.returncode is None:
+        if self._child.running:
             raise RealBuilderError("already running")
         if not self.python.exists():
             raise RealBuilderError(f"{self.python} is missing: run scripts/setup")
         self.config_dir.mkdir(parents=True, exist_ok=True)
-        self._run_start = len(self._lines)
+        self._run_start = len(self._child.lines)
         self.pin, self.pairing_key = "", None
-        argv = self.argv()
-        if sys.platform == "linux":
-            argv = [str(self.python), "-c", _LAUNCHER, *argv]
-        self._process = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
-            start_new_session=True,
-            limit=1 << 20,
-        )
-        self._reader = asyncio.create_task(self._read_log(self._process))
+        await self._child.start(self.argv(), env=self.env)
         try:
             await self._wait_serving()
         except BaseException:
@@ -261,61 +237,21 @@ class RealBuilder:
             serving = await self.wait_for_log(HEADLESS_SERVING_RE, timeout=timeout)
             self.pairing_key = serving[1]
 
-    async def _read_log(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        while raw := await process.stdout.readline():
-            self._lines.append(strip_ansi(raw.decode(errors="replace").rstrip("\r\n")))
-            self._line_added.set()
-        self._line_added.set()
-
     async def wait_for_log(
         self, pattern: str | re.Pattern[str], *, timeout: float = 30.0
     ) -> re.Match[str]:
         """Wait until a line logged since the last start matches *pattern*."""
-        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        index = self._run_start
         try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    for line in self._lines[index:]:
-                        if match := regex.search(line):
-                            return match
-                    index = len(self._lines)
-                    if self._reader is None or self._reader.done():
-                        raise RealBuilderError(
-                            f"Device Builder exited ({self.returncode}) before logging "
-                            f"{regex.pattern!r}\n{self.log_tail()}"
-                        )
-                    self._line_added.clear()
-                    await self._line_added.wait()
-        except TimeoutError:
-            raise RealBuilderError(
-                f"Device Builder did not log {regex.pattern!r} within {timeout}s\n{self.log_tail()}"
-            ) from None
+            return await self._child.wait_for_line(pattern, timeout=timeout, since=self._run_start)
+        except ChildProcessFailedError as err:
+            raise RealBuilderError(str(err)) from None
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        return "\n".join(self._lines[-lines:])
+        return self._child.tail(lines)
 
     async def stop(self) -> int | None:
         """SIGTERM the process (SIGKILL its group after ``stop_timeout``); return its code."""
-        process = self._process
-        if process is None:
-            return None
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(self.stop_timeout):
-                    await process.wait()
-            except TimeoutError:
-                pass
-        # Whatever is left of its process group (a hung builder, compile children) goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
-        if self._reader is not None:
-            await self._reader
-        return process.returncode
+        return await self._child.stop(self.stop_timeout)
 
     async def __aenter__(self) -> Self:
         await self.start()
