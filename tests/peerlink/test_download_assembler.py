@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -49,23 +51,20 @@ def _stream(payload: bytes = PAYLOAD, **start: Any) -> list[tuple[str, dict[str,
     return out
 
 
-def _feed(asm: ArtifactAssembler, stream: list[tuple[str, dict[str, Any]]]) -> None:
+async def _feed(asm: ArtifactAssembler, stream: list[tuple[str, dict[str, Any]]]) -> None:
     for kind, frame in stream:
         if kind == "start":
             asm.on_start(frame)  # type: ignore[arg-type]
         elif kind == "chunk":
-            asm.on_chunk(frame)  # type: ignore[arg-type]
+            await asm.on_chunk(frame)  # type: ignore[arg-type]
         else:
-            result = asm.on_end(frame)  # type: ignore[arg-type]
-            if result is not None:
-                asm.commit()
-                asm.succeed(result)
+            await asm.on_end(frame)  # type: ignore[arg-type]
 
 
 async def test_good_stream(tmp_path: Path) -> None:
     dest = tmp_path / "a.tar.gz"
     asm = ArtifactAssembler("j1", dest)
-    _feed(asm, _stream())
+    await _feed(asm, _stream())
     result = asm.result.result()
     assert dest.read_bytes() == PAYLOAD
     assert result.sha256 == hashlib.sha256(PAYLOAD).hexdigest()
@@ -169,7 +168,7 @@ async def test_bad_streams_leave_nothing(tmp_path: Path, mutate: Any, reason: st
     stream = _stream()
     mutate(stream)
     asm = ArtifactAssembler("j1", dest)
-    _feed(asm, stream)
+    await _feed(asm, stream)
     with pytest.raises(DownloadIntegrityError) as info:
         asm.result.result()
     assert info.value.reason == reason
@@ -191,7 +190,7 @@ async def test_bad_streams_leave_nothing(tmp_path: Path, mutate: Any, reason: st
 )
 async def test_server_refusals(tmp_path: Path, reason: str, exc: type[DownloadError]) -> None:
     asm = ArtifactAssembler("j1", tmp_path / "a")
-    asm.on_end({"job_id": "j1", "accepted": False, "reason": reason, "detail": "why"})
+    await asm.on_end({"job_id": "j1", "accepted": False, "reason": reason, "detail": "why"})
     with pytest.raises(exc) as info:
         asm.result.result()
     assert info.value.reason == reason
@@ -202,11 +201,11 @@ async def test_server_refusals(tmp_path: Path, reason: str, exc: type[DownloadEr
 async def test_refusal_mid_stream_removes_partial_file(tmp_path: Path) -> None:
     stream = _stream()
     asm = ArtifactAssembler("j1", tmp_path / "a")
-    _feed(asm, stream[:2])
+    await _feed(asm, stream[:2])
     assert any(tmp_path.iterdir())  # a partial temporary file exists while streaming
-    asm.on_end({"job_id": "j1", "accepted": False, "reason": "stream_failed", "detail": ""})
+    await asm.on_end({"job_id": "j1", "accepted": False, "reason": "stream_failed", "detail": ""})
     assert list(tmp_path.iterdir()) == []
-    _feed(asm, stream[2:])  # later frames are ignored once failed
+    await _feed(asm, stream[2:])  # later frames are ignored once failed
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(DownloadRejectedError):
         asm.result.result()
@@ -214,16 +213,51 @@ async def test_refusal_mid_stream_removes_partial_file(tmp_path: Path) -> None:
 
 async def test_commit_failure_is_reported(tmp_path: Path) -> None:
     dest = tmp_path / "a.tar.gz"
-    asm = ArtifactAssembler("j1", dest)
-    stream = _stream()
-    for kind, frame in stream[:-1]:
-        (asm.on_start if kind == "start" else asm.on_chunk)(frame)  # type: ignore[operator]
-    result = asm.on_end(stream[-1][1])  # type: ignore[arg-type]
-    assert result is not None
     dest.mkdir()  # the final name is taken by a directory: the rename must fail
     (dest / "keep").write_text("x")
+    asm = ArtifactAssembler("j1", dest)
+    await _feed(asm, _stream())
     with pytest.raises(DownloadError) as info:
-        asm.commit()
+        asm.result.result()
     assert info.value.reason == "write_failed"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz"]
     assert (dest / "keep").read_text() == "x"
+
+
+async def test_batches_are_bounded_and_complete(tmp_path: Path) -> None:
+    payload = os.urandom(3 * 1024 * 1024 + 12345)  # several 1 MiB batches and a remainder
+    asm = ArtifactAssembler("j1", tmp_path / "big")
+    await _feed(asm, _stream(payload))
+    result = asm.result.result()
+    assert (tmp_path / "big").read_bytes() == payload
+    assert result.sha256 == hashlib.sha256(payload).hexdigest()
+
+
+async def test_write_error_fails_the_download(tmp_path: Path) -> None:
+    asm = ArtifactAssembler("j1", tmp_path / "a")
+    stream = _stream(os.urandom(2 * 1024 * 1024))
+    asm.on_start(stream[0][1])  # type: ignore[arg-type]
+    assert asm._writer is not None
+    asm._writer._file.close()  # the disk goes away under the writer
+    for _, frame in stream[1:-1]:
+        await asm.on_chunk(frame)  # type: ignore[arg-type]
+    with pytest.raises(DownloadError) as info:
+        asm.result.result()
+    assert info.value.reason == "write_failed"
+    await asyncio.sleep(0.05)  # let the worker's last write settle
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_abandon_mid_write_leaves_nothing(tmp_path: Path) -> None:
+    asm = ArtifactAssembler("j1", tmp_path / "a")
+    stream = _stream(os.urandom(3 * 1024 * 1024))
+    asm.on_start(stream[0][1])  # type: ignore[arg-type]
+    for _, frame in stream[1:40]:
+        await asm.on_chunk(frame)  # type: ignore[arg-type]
+    asm.abandon()  # a batch may still be on the worker thread
+    for _ in range(100):
+        if not list(tmp_path.iterdir()):
+            break
+        await asyncio.sleep(0.01)
+    assert list(tmp_path.iterdir()) == []
+    assert asm.result.cancelled()

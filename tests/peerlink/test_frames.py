@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -141,3 +142,35 @@ def test_intent_response_defaults(frame: dict[str, Any], expected: dict[str, Any
 def test_unknown_intent_response_is_a_protocol_error(verdict: object) -> None:
     with pytest.raises(ProtocolError):
         frames.parse_intent_response({"intent_response": verdict})
+
+
+_B64 = "QUJD" * 2000  # 8000 chars: large enough for the bulk path
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"type":"artifacts_chunk","job_id":"j","chunk_index":0,"data_b64":"%s","is_last":false}',
+        '{"data_b64":"%s","type":"artifacts_chunk"}',
+        '{"type":"x","note":"a \\"data_b64\\":\\"trap","data_b64":"%s"}',
+        '{"type":"x","data_b64":"%s","data_b64":""}',
+        '{"type":"x","data_b64":"%s\\u0041"}',
+        '{"type":"x","data_b64":"%s","other":"\u00e9"}',
+        '{"type":"x","data_b64":"%s\u00e9"}',
+        '{"type":"x","nested":{"data_b64":"%s"}}',
+        '[{"data_b64":"%s"}]',
+        '{"type":"x","data_b64":"%s',
+        '{"type":"x","data_b64":"%s"',
+    ],
+)
+def test_bulk_path_agrees_with_json(text: str) -> None:
+    data = (text % _B64).encode()
+    try:
+        expected = json.loads(data)
+    except json.JSONDecodeError:
+        expected = None
+    if not isinstance(expected, dict):
+        with pytest.raises(ProtocolError):
+            frames.decode_object(data)
+        return
+    assert frames.decode_object(data) == expected

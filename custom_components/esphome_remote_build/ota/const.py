@@ -17,6 +17,8 @@ SUPPORTED_VERSIONS: Final = frozenset({1, 2})
 VERSION_WITH_BLOCK_ACKS: Final = 2
 
 UPLOAD_BLOCK_SIZE: Final = 8192
+# Blocks in flight before waiting for an ack (v2); 1 would be lock-step like espota2.
+ACK_WINDOW: Final = 2
 SIZE_FIELD_BYTES: Final = 4
 GZIP_LEVEL: Final = 9
 

@@ -8,6 +8,7 @@ whole image was sent is reported as "may be committing" so nobody retries it.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 import hashlib
@@ -16,6 +17,7 @@ import secrets
 
 from .channel import Channel, StreamChannel, noise_handshake
 from .const import (
+    ACK_WINDOW,
     ERROR_PROBE_TIMEOUT,
     FIRST_ERROR_CODE,
     MAGIC,
@@ -184,10 +186,17 @@ class _Session:
         await self._response("the password", Response.AUTH_OK)
 
     async def _upload(self, data: bytes, version: int) -> None:
-        """Stream the payload; version 2 acknowledges every block and drives the progress."""
+        """Stream the payload; version 2 acknowledges every block and drives the progress.
+
+        Up to ``ACK_WINDOW`` blocks travel before we wait for the oldest one's ack: the
+        device acknowledges by bytes received, so sending the next block while an ack is
+        on its way hides one round trip per block without changing what it sees.
+        """
         total = len(data)
         progress = self._options.progress or _no_progress
         progress(0, total)
+        acknowledged = version >= VERSION_WITH_BLOCK_ACKS
+        unacked: deque[int] = deque()  # end offsets of blocks sent, not yet acknowledged
         for offset in range(0, total, UPLOAD_BLOCK_SIZE):
             end = min(offset + UPLOAD_BLOCK_SIZE, total)
             try:
@@ -195,14 +204,23 @@ class _Session:
             except OTANetworkError:
                 await self._raise_reported_error()
                 raise
-            if version >= VERSION_WITH_BLOCK_ACKS:
-                try:
-                    await self._response("an upload block", Response.CHUNK_OK)
-                except OTANetworkError as err:
-                    if end == total:
-                        raise _committing(err) from err
-                    raise
-            progress(end, total)
+            if not acknowledged:
+                progress(end, total)
+                continue
+            unacked.append(end)
+            if len(unacked) >= ACK_WINDOW:
+                await self._block_ack(unacked.popleft(), total, all_sent=end == total)
+        while unacked:
+            await self._block_ack(unacked.popleft(), total, all_sent=True)
+
+    async def _block_ack(self, end: int, total: int, *, all_sent: bool) -> None:
+        try:
+            await self._response("an upload block", Response.CHUNK_OK)
+        except OTANetworkError as err:
+            if all_sent:
+                raise _committing(err) from err
+            raise
+        (self._options.progress or _no_progress)(end, total)
 
     async def _raise_reported_error(self) -> None:
         """Surface an error byte the device may have sent just before our send failed."""

@@ -11,7 +11,7 @@ the loop: a person has to re-pair, retrying cannot help.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 import contextlib
 import logging
 from pathlib import Path
@@ -116,7 +116,6 @@ class PeerLinkClient:
         self.jobs: dict[str, JobStateChanged] = {}
         self.last_error: PeerLinkError | None = None
         self.stopped_reason: str | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
 
     # --- life-cycle -----------------------------------------------------------------
@@ -313,36 +312,34 @@ class PeerLinkClient:
                 await channel.send({"type": MessageType.PONG, "nonce": frame.get("nonce")})
                 continue
             try:
-                self._dispatch(kind, frame)
+                await self._dispatch(kind, frame)
             except ProtocolError as err:
                 # A malformed *known* frame is dropped, not fatal (as the reference does).
                 _LOGGER.debug("dropped malformed %s frame: %s", kind, err)
 
-    def _dispatch(self, kind: object, frame: dict[str, Any]) -> None:
+    async def _dispatch(self, kind: object, frame: dict[str, Any]) -> None:
         handler = self._handlers.get(kind) if isinstance(kind, str) else None
         if handler is not None:  # unknown types are ignored: the protocol grows additively
-            handler(frame)
+            await handler(frame)
 
     @property
-    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], None]]:
+    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
         return {
             MessageType.QUEUE_STATUS: self._on_queue_status,
             MessageType.JOB_STATE_CHANGED: self._on_job_state,
             MessageType.JOB_OUTPUT: self._on_job_output,
-            MessageType.SUBMIT_JOB_ACK: lambda f: self._submitter.on_ack(
-                frames.parse_submit_job_ack(f)
-            ),
+            MessageType.SUBMIT_JOB_ACK: self._on_submit_ack,
             MessageType.ARTIFACTS_START: self._on_artifacts_start,
             MessageType.ARTIFACTS_CHUNK: self._on_artifacts_chunk,
             MessageType.ARTIFACTS_END: self._on_artifacts_end,
         }
 
-    def _on_queue_status(self, frame: dict[str, Any]) -> None:
+    async def _on_queue_status(self, frame: dict[str, Any]) -> None:
         q = frames.parse_queue_status(frame)
         self.queue = QueueStatus(q["idle"], q["running"], q["queue_depth"])
         self._emit(self.queue)
 
-    def _on_job_state(self, frame: dict[str, Any]) -> None:
+    async def _on_job_state(self, frame: dict[str, Any]) -> None:
         s = frames.parse_job_state_changed(frame)
         event = JobStateChanged(s["job_id"], s["status"], s["error_message"], s["failure_reason"])
         self.jobs[event.job_id] = event
@@ -352,27 +349,28 @@ class PeerLinkClient:
                 if not waiter.done():
                     waiter.set_result(event)
 
-    def _on_job_output(self, frame: dict[str, Any]) -> None:
+    async def _on_job_output(self, frame: dict[str, Any]) -> None:
         o = frames.parse_job_output(frame)
         self._emit(JobOutput(o["job_id"], o["stream"], o["line"]))
 
-    def _on_artifacts_start(self, frame: dict[str, Any]) -> None:
+    async def _on_submit_ack(self, frame: dict[str, Any]) -> None:
+        self._submitter.on_ack(frames.parse_submit_job_ack(frame))
+
+    async def _on_artifacts_start(self, frame: dict[str, Any]) -> None:
         start = frames.parse_artifacts_start(frame)
         if (asm := self._stream_for(start["job_id"])) is not None:
             asm.on_start(start)
 
-    def _on_artifacts_chunk(self, frame: dict[str, Any]) -> None:
+    async def _on_artifacts_chunk(self, frame: dict[str, Any]) -> None:
         chunk = frames.parse_artifacts_chunk(frame)
         if (asm := self._stream_for(chunk["job_id"])) is not None:
-            asm.on_chunk(chunk)
+            await asm.on_chunk(chunk)
 
-    def _on_artifacts_end(self, frame: dict[str, Any]) -> None:
+    async def _on_artifacts_end(self, frame: dict[str, Any]) -> None:
         end = frames.parse_artifacts_end(frame)
         if (asm := self._stream_for(end["job_id"])) is not None:
             self._end_stream()
-            result = asm.on_end(end)
-            if result is not None:
-                self._background(self._commit(asm, result))
+            await asm.on_end(end)
 
     def _stream_for(self, job_id: str) -> ArtifactAssembler | None:
         asm = self._stream
@@ -381,20 +379,6 @@ class PeerLinkClient:
     def _end_stream(self) -> None:
         self._stream = None
         self._stream_ended.set()
-
-    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)  # keep a reference until it finishes
-        task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    async def _commit(asm: ArtifactAssembler, result: DownloadResult) -> None:
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, asm.commit)
-        except DownloadError as err:
-            asm.fail(err)
-        else:
-            asm.succeed(result)
 
     # --- requests -------------------------------------------------------------------
 

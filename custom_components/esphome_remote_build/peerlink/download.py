@@ -1,7 +1,9 @@
 """Reassembly of an artifacts stream straight to disk.
 
-Chunks are decoded, hashed and appended to a temporary file as they arrive, so memory
-does not grow with the artifact size.  The assembler enforces the stream's rules
+Chunks are decoded on the event loop as they arrive and handed, in batches of about
+1 MiB, to a worker thread that hashes and appends them to a temporary file — one batch in
+flight at a time, so memory stays bounded whatever the artifact size, and the loop only
+pays for decoding.  The assembler enforces the stream's rules
 (PROTOCOL.md §5.7) and, on any failure, removes its temporary file; only a stream that
 ended with ``accepted:true``, the declared size and the declared SHA-256 is renamed into
 place.
@@ -66,6 +68,78 @@ def _start_problem(frame: ArtifactsStartFrame) -> str | None:
     return None
 
 
+BATCH_BYTES = 1 << 20
+
+
+class _BatchWriter:
+    """Hashes and appends batches of decoded data to a file on a worker thread.
+
+    At most one batch is in flight: the next one waits for it, which is the back-pressure
+    that keeps memory bounded when the disk is slower than the network.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._hash = hashlib.sha256()
+        # Creating one file in a directory we own is a metadata operation, not bulk I/O.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._file: IO[bytes] = os.fdopen(fd, "wb")
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._inflight: asyncio.Future[None] | None = None
+
+    async def add(self, data: bytes) -> None:
+        """Queue decoded bytes; a full batch goes to the worker thread."""
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes >= BATCH_BYTES:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._inflight is not None:
+            await self._inflight  # raises the worker's OSError, if any
+        batch = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._inflight = asyncio.get_running_loop().run_in_executor(None, self._write, batch)
+
+    def _write(self, batch: bytes) -> None:
+        self._hash.update(batch)
+        self._file.write(batch)
+
+    async def finish(self) -> str:
+        """Write what is left and return the SHA-256 of everything written."""
+        await self._flush()
+        assert self._inflight is not None
+        await self._inflight
+        return self._hash.hexdigest()
+
+    def close_and_rename(self, dest: Path) -> None:
+        """Close the finished file and move it into place (run in an executor).
+
+        No fsync: the file is a transient hand-over to the caller, which reads it at
+        once (the build store re-hashes it and syncs what it keeps).
+        """
+        self._file.close()
+        self._path.replace(dest)
+
+    def discard(self) -> None:
+        """Close and delete the file, after a write still running on the worker ends."""
+        inflight = self._inflight
+        if inflight is not None and not inflight.done():
+            inflight.add_done_callback(self._remove)
+        else:
+            self._remove(inflight)
+
+    def _remove(self, inflight: asyncio.Future[None] | None) -> None:
+        if inflight is not None and not inflight.cancelled():
+            inflight.exception()  # retrieved: a failed write is already reported elsewhere
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self._path.unlink()
+
+
 class ArtifactAssembler:
     """State of one ``download_artifacts`` request, fed frame by frame by the session."""
 
@@ -75,8 +149,7 @@ class ArtifactAssembler:
         self.result: asyncio.Future[DownloadResult] = asyncio.get_running_loop().create_future()
         self.progress = asyncio.Event()
         self._tmp = dest.with_name(f".{dest.name}.part")
-        self._file: IO[bytes] | None = None
-        self._hash = hashlib.sha256()
+        self._writer: _BatchWriter | None = None
         self._start: ArtifactsStartFrame | None = None
         self._next_index = 0
         self._received = 0
@@ -96,22 +169,22 @@ class ArtifactAssembler:
             self.fail(DownloadIntegrityError("invalid_start_header", problem))
             return
         self._start = frame
-        # Opening a fresh file in a directory we own is a metadata operation, not bulk I/O.
-        fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self._file = os.fdopen(fd, "wb")
+        self._writer = _BatchWriter(self._tmp)
         self.progress.set()
 
-    def on_chunk(self, frame: ArtifactsChunkFrame) -> None:
-        """Decode, bound, hash and append one chunk."""
-        if self.done or self._start is None or self._file is None:
+    async def on_chunk(self, frame: ArtifactsChunkFrame) -> None:
+        """Decode and bound one chunk, then hand it to the writer."""
+        if self.done or self._start is None or self._writer is None:
             return  # a chunk before any start is dropped, as the reference does
         try:
             data = self._checked_chunk(self._start, frame)
+            await self._writer.add(data)
         except DownloadIntegrityError as err:
             self.fail(err)
             return
-        self._hash.update(data)
-        self._file.write(data)
+        except (OSError, ValueError) as err:  # ValueError: the file was closed under us
+            self.fail(DownloadError("write_failed", str(err)))
+            return
         self._next_index += 1
         self._finished_chunks = frame["is_last"]
         self.progress.set()
@@ -134,50 +207,41 @@ class ArtifactAssembler:
             raise DownloadIntegrityError("chunk_count_mismatch")
         return data
 
-    def on_end(self, frame: ArtifactsEndFrame) -> DownloadResult | None:
-        """Close the stream; returns the result when the caller must commit it."""
+    async def on_end(self, frame: ArtifactsEndFrame) -> None:
+        """Close the stream: verify, move the file into place, and settle the result."""
         if self.done:
-            return None
+            return
         if not frame["accepted"]:
             self.fail(rejected(frame["reason"], frame["detail"]))
-            return None
-        start = self._start
-        if start is None:
+            return
+        start, writer = self._start, self._writer
+        if start is None or writer is None:
             self.fail(DownloadIntegrityError("missing_start"))
-            return None
+            return
         if not self._finished_chunks or self._received != start["total_bytes"]:
             self.fail(
                 DownloadIntegrityError(
                     "undersized", f"{self._received} of {start['total_bytes']} bytes"
                 )
             )
-            return None
-        digest = self._hash.hexdigest()
-        if digest != start["artifacts_sha256"].lower():
-            self.fail(DownloadIntegrityError("hash_mismatch", f"got {digest}"))
-            return None
-        return DownloadResult(
+            return
+        try:
+            digest = await writer.finish()
+            if digest != start["artifacts_sha256"].lower():
+                self.fail(DownloadIntegrityError("hash_mismatch", f"got {digest}"))
+                return
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, writer.close_and_rename, self.dest)
+        except (OSError, ValueError) as err:
+            self.fail(DownloadError("write_failed", str(err)))
+            return
+        result = DownloadResult(
             job_id=self.job_id,
             path=self.dest,
             total_bytes=self._received,
             sha256=digest,
             firmware_offset=start["firmware_offset"].lower(),
         )
-
-    def commit(self) -> None:
-        """Flush, close and rename the verified file into place (run in an executor)."""
-        assert self._file is not None
-        try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._tmp.replace(self.dest)
-        except OSError as err:
-            self.discard()
-            raise DownloadError("write_failed", str(err)) from err
-
-    def succeed(self, result: DownloadResult) -> None:
-        """Record the verified, committed result."""
         if not self.result.done():
             self.result.set_result(result)
         self.progress.set()
@@ -193,12 +257,9 @@ class ArtifactAssembler:
         """Give up locally (timeout, cancellation): delete the file, ignore later frames."""
         if not self.result.done():
             self.result.cancel()
-        self.discard()
+            self.discard()
 
     def discard(self) -> None:
-        """Close and delete the temporary file; safe to call more than once."""
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            self._tmp.unlink()
+        """Delete the temporary file; safe to call more than once."""
+        if self._writer is not None:
+            self._writer.discard()
