@@ -78,8 +78,11 @@ class Channel:
 
 async def _receive_binary(ws: aiohttp.ClientWebSocketResponse, timeout: float | None) -> bytes:
     try:
-        async with asyncio.timeout(timeout):
+        if timeout is None:  # the session's hot path: no timer per frame
             msg = await ws.receive()
+        else:
+            async with asyncio.timeout(timeout):
+                msg = await ws.receive()
     except TimeoutError as err:
         raise CannotConnectError("the server did not answer in time") from err
     except (aiohttp.ClientError, ConnectionError) as err:  # pragma: no cover - aiohttp wraps

@@ -117,6 +117,7 @@ class PeerLinkClient:
         self.last_error: PeerLinkError | None = None
         self.stopped_reason: str | None = None
         self._stopping = False
+        self._handlers = self._frame_handlers()
 
     # --- life-cycle -----------------------------------------------------------------
 
@@ -322,8 +323,7 @@ class PeerLinkClient:
         if handler is not None:  # unknown types are ignored: the protocol grows additively
             await handler(frame)
 
-    @property
-    def _handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
+    def _frame_handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[None]]]:
         return {
             MessageType.QUEUE_STATUS: self._on_queue_status,
             MessageType.JOB_STATE_CHANGED: self._on_job_state,

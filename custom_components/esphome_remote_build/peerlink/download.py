@@ -12,7 +12,6 @@ place.
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import contextlib
 import hashlib
@@ -197,7 +196,9 @@ class ArtifactAssembler:
                 "out_of_order", f"got chunk {frame['chunk_index']}, expected {self._next_index}"
             )
         try:
-            data = base64.b64decode(frame["data_b64"], validate=True)
+            # strict_mode: the alphabet, padding and length are checked in C, as
+            # b64decode(validate=True) does with a much slower regex
+            data = binascii.a2b_base64(frame["data_b64"], strict_mode=True)
         except (binascii.Error, ValueError) as err:
             raise DownloadIntegrityError("bad_chunk_encoding", f"chunk {self._next_index}") from err
         self._received += len(data)
