@@ -463,19 +463,23 @@ class PeerLinkClient:
 
     @staticmethod
     async def _await_download(asm: ArtifactAssembler, timeout: float, gap: float) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                while not asm.result.done():
-                    asm.progress.clear()
-                    try:
-                        async with asyncio.timeout(gap):
-                            await asm.progress.wait()
-                    except TimeoutError:
-                        raise DownloadTimeoutError(
-                            "chunk_timeout", f"no data for {gap:.0f} s"
-                        ) from None
-        except TimeoutError:
-            raise DownloadTimeoutError("timeout", f"not finished after {timeout:.0f} s") from None
+        """Wait for the outcome; fail if the stream stalls for ``gap`` or runs too long.
+
+        The watchdog wakes once per ``gap`` at most, never per chunk.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            wait = min(asm.last_activity + gap, deadline) - now
+            if wait > 0:
+                await asyncio.wait({asm.result}, timeout=wait)
+            if asm.result.done():
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                raise DownloadTimeoutError("timeout", f"not finished after {timeout:.0f} s")
+            if now - asm.last_activity >= gap:
+                raise DownloadTimeoutError("chunk_timeout", f"no data for {gap:.0f} s")
 
 
 __all__ = ["PeerLinkClient"]

@@ -18,6 +18,7 @@ import hashlib
 import os
 from pathlib import Path
 import re
+import time
 from typing import IO
 
 from .errors import (
@@ -146,7 +147,9 @@ class ArtifactAssembler:
         self.job_id = job_id
         self.dest = dest
         self.result: asyncio.Future[DownloadResult] = asyncio.get_running_loop().create_future()
-        self.progress = asyncio.Event()
+        # When the stream last moved; the caller's gap watchdog reads it, so no per-chunk
+        # wake-up is needed.
+        self.last_activity = time.monotonic()
         self._tmp = dest.with_name(f".{dest.name}.part")
         self._writer: _BatchWriter | None = None
         self._start: ArtifactsStartFrame | None = None
@@ -169,7 +172,7 @@ class ArtifactAssembler:
             return
         self._start = frame
         self._writer = _BatchWriter(self._tmp)
-        self.progress.set()
+        self.last_activity = time.monotonic()
 
     async def on_chunk(self, frame: ArtifactsChunkFrame) -> None:
         """Decode and bound one chunk, then hand it to the writer."""
@@ -186,7 +189,7 @@ class ArtifactAssembler:
             return
         self._next_index += 1
         self._finished_chunks = frame["is_last"]
-        self.progress.set()
+        self.last_activity = time.monotonic()
 
     def _checked_chunk(self, start: ArtifactsStartFrame, frame: ArtifactsChunkFrame) -> bytes:
         if self._finished_chunks:
@@ -245,14 +248,12 @@ class ArtifactAssembler:
         )
         if not self.result.done():
             self.result.set_result(result)
-        self.progress.set()
 
     def fail(self, error: DownloadError) -> None:
         """Record the outcome and remove every trace on disk."""
         self.discard()
         if not self.result.done():
             self.result.set_exception(error)
-        self.progress.set()
 
     def abandon(self) -> None:
         """Give up locally (timeout, cancellation): delete the file, ignore later frames."""
