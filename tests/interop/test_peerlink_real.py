@@ -274,3 +274,19 @@ async def test_dashboard_approval_then_revocation(
             assert last.reason == "no_approved_peer"
         finally:
             await client.stop()
+
+
+async def test_cancel_a_running_build(
+    paired: Paired, esphome_config_dir: Path, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "slow.tar.gz"
+    await asyncio.to_thread(write_config_bundle, esphome_config_dir, "slow-device.yaml", bundle)
+    job_id = await paired.client.submit_job(bundle, "slow-device.yaml")
+    async with asyncio.timeout(60):
+        while JobStatus.RUNNING not in paired.job_states(job_id):
+            await asyncio.sleep(0.05)
+    await paired.client.cancel_job(job_id)
+    final = await paired.client.wait_for_job(job_id, timeout=30)
+    assert final.status is JobStatus.CANCELLED
+    with pytest.raises(JobNotCompletedError):
+        await paired.client.download_artifacts(job_id, tmp_path / "none.tar.gz")

@@ -20,7 +20,9 @@ environment (the Device Builder passes its own on):
 * ``ERB_STANDIN_FIRMWARE_BYTES`` — firmware image size (default 100-300 kB, per device);
   a ``standin_firmware_bytes`` substitution in the YAML wins over it;
 * ``ERB_STANDIN_FAIL=1`` — fail every compile; a device name containing ``fail``
-  always fails.
+  always fails;
+* ``ERB_STANDIN_COMPILE_SECONDS`` — spend this long "compiling" (progress lines every
+  0.1 s), so a test can act on a running job; a device name containing ``slow`` takes 30 s.
 """
 
 from __future__ import annotations
@@ -34,11 +36,14 @@ from pathlib import Path
 import random
 import subprocess
 import sys
+import time
 from typing import Any
 
 FIRMWARE_BYTES_ENV = "ERB_STANDIN_FIRMWARE_BYTES"
 FIRMWARE_BYTES_SUBSTITUTION = "standin_firmware_bytes"
 FAIL_ENV = "ERB_STANDIN_FAIL"
+COMPILE_SECONDS_ENV = "ERB_STANDIN_COMPILE_SECONDS"
+SLOW_DEVICE_SECONDS = 30.0
 RECEIPT_NAME = "standin-receipt.json"
 
 # Top-level ``esphome`` options that take values, so the sub-command can be found.
@@ -345,6 +350,15 @@ class UnsupportedPlatformError(Exception):
     """The stand-in only lays out ESP8266 and ESP32 builds."""
 
 
+def take_time(default: float | None) -> None:
+    """Pretend to compile for a while, printing progress like PlatformIO does."""
+    seconds = float(os.environ.get(COMPILE_SECONDS_ENV) or default or 0)
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        say(f"Compiling src/main.cpp.o ({left:.1f} s left)")
+        time.sleep(min(0.1, left))
+
+
 def compile_one(config: Path) -> int:
     """Turn one generated configuration into a finished "build"; return the exit code."""
     data_dir = Path(os.environ.get("ESPHOME_DATA_DIR") or config.parent / ".esphome")
@@ -357,6 +371,7 @@ def compile_one(config: Path) -> int:
     size = firmware_size(storage_dir / f"{config.name}.validated.json", seed)
     say(f"INFO Compiling app... Build path: {storage.build_path}")
     say(f"[ 10%] Stand-in compiler: {storage.platform} ({storage.toolchain}), {size} bytes")
+    take_time(SLOW_DEVICE_SECONDS if "slow" in storage.name else None)
     builder = Builder(storage, data_dir, size, seed)
     try:
         firmware_offset = builder.build()
