@@ -8,6 +8,7 @@ wrote (stand-in compiler, real receiver code).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -17,6 +18,7 @@ from homeassistant import config_entries
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er
 import pytest
 
 from custom_components.esphome_remote_build.const import CONF_PAIRING_KEY, CONF_PIN, DOMAIN
@@ -123,4 +125,53 @@ async def test_pair_build_download_store(
     )
     assert again is not None
     assert again["images"] == images
+    assert await hass.config_entries.async_unload(entry_id)
+
+
+async def test_cancel_build_and_job_events(
+    hass: HomeAssistant, real_builder: RealBuilder, hass_tmp_config_dir: str
+) -> None:
+    shutil.copytree(FIXTURES, Path(hass_tmp_config_dir) / "esphome")
+    entry_id = await _pair_through_the_flow(hass, real_builder)
+    entry = hass.config_entries.async_get_entry(entry_id)
+    assert entry is not None
+    await entry.runtime_data.link.client.wait_connected(10)
+    events: list[dict[str, object]] = []
+    hass.bus.async_listen(f"{DOMAIN}_job", lambda event: events.append(dict(event.data)))
+
+    submitted = await hass.services.async_call(
+        DOMAIN,
+        "submit_build",
+        {"config_entry_id": entry_id, "configuration": "slow-device.yaml"},
+        blocking=True,
+        return_response=True,
+    )
+    assert submitted is not None
+    job_id = submitted["job_id"]
+    async with asyncio.timeout(60):
+        while not any(e["status"] == "running" for e in events):
+            await asyncio.sleep(0.05)
+    await hass.services.async_call(
+        DOMAIN,
+        "cancel_build",
+        {"config_entry_id": entry_id, "job_id": job_id},
+        blocking=True,
+        return_response=True,
+    )
+    async with asyncio.timeout(30):
+        while not any(e["status"] == "cancelled" for e in events):
+            await asyncio.sleep(0.05)
+    assert {e["job_id"] for e in events} == {job_id}
+    assert all(e["config_entry_id"] == entry_id for e in events)
+    assert all(e["configuration"] == "slow-device.yaml" for e in events)
+    assert [e["status"] for e in events][-1] == "cancelled"
+    registry = er.async_get(hass)
+    (last_job,) = [
+        e.entity_id
+        for e in er.async_entries_for_config_entry(registry, entry_id)
+        if e.translation_key == "last_job"
+    ]
+    state = hass.states.get(last_job)
+    assert state is not None
+    assert state.state == "cancelled"
     assert await hass.config_entries.async_unload(entry_id)
