@@ -256,11 +256,13 @@ def _decode_bulk_frame(data: bytes) -> dict[str, Any] | None:
     non-ASCII) returns ``None`` and takes the ordinary path, so both paths agree.
     """
     key_at = data.find(_BULK_KEY)
-    if key_at < 0 or data.count(b'"data_b64"') != 1:
+    if key_at < 0:
         return None
     value_at = key_at + len(_BULK_KEY)
     value_end = data.find(b'"', value_at)
-    if value_end < 0:
+    # find() gave the first key and the value holds no quote, so a repeated key can only
+    # follow the value
+    if value_end < 0 or data.find(b'"data_b64"', value_end) >= 0:
         return None
     value = data[value_at:value_end]
     if b"\\" in value:
