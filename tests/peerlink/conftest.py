@@ -58,7 +58,7 @@ FAST = {
     "dead_after": 0.5,
     "backoff_initial": 0.01,
     "backoff_max": 0.05,
-    "ack_timeout": 2.0,
+    "ack_timeout": 10.0,
 }
 
 

@@ -31,6 +31,7 @@ from custom_components.esphome_remote_build.peerlink import (
     QueueStatus,
     SessionLostError,
     SubmitRejectedError,
+    SubmitTimeoutError,
     UnknownJobError,
     submit as submit_module,
 )
@@ -284,11 +285,11 @@ async def test_job_wait_fails_when_the_session_drops(session: Harness, bundle: P
 
 async def test_duplicate_submit_is_refused_early(session: Harness, bundle: Path) -> None:
     session.rd.job_script = JobScript(hold=True)
+    live = session.rd.session()
     job_id = await session.client.submit_job(bundle, "dev.yaml")
     with pytest.raises(SubmitRejectedError) as info:
         await session.client.submit_job(bundle, "dev.yaml", job_id=job_id)
     assert info.value.reason == "duplicate_submit"
-    live = session.rd.session()
     chunks = [c for c in live.record.received_of("submit_job_chunk") if c["job_id"] == job_id]
     assert len(chunks) <= 2 * 3  # the refused upload stopped before sending all its chunks
     session.rd.release_job(job_id)
@@ -316,6 +317,25 @@ async def test_server_verdicts_on_a_bad_upload(
     with pytest.raises(SubmitRejectedError) as info:
         await session.client.submit_job(bundle, "dev.yaml")
     assert info.value.reason == reason
+
+
+async def test_submit_without_an_ack_times_out(
+    rd: ReceiverDouble,
+    identity: Identity,
+    make_client: Callable[..., Harness],
+    bundle: Path,
+) -> None:
+    rd.add_peer(identity.dashboard_id, identity.pin_sha256)
+    h = make_client(ack_timeout=0.3)
+    await h.client.start()
+    await h.client.wait_connected(5)
+    rd.faults.withhold_submit_ack = True
+    with pytest.raises(SubmitTimeoutError) as info:
+        await h.client.submit_job(bundle, "dev.yaml")
+    assert info.value.reason == "submit_timeout"
+    live = rd.session()
+    assert len(live.record.received_of("submit_job_chunk")) == 3  # everything was sent
+    assert h.client.connected  # a missing ack does not end the session
 
 
 @pytest.mark.parametrize("name", ["../x.yaml", "a/b.yaml", "x.txt", "..yaml", "", "a\\b.yml"])

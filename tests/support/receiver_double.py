@@ -322,6 +322,8 @@ class Faults:
     """Fields merged into every intent response (wrong types, extra keys, overrides)."""
     ignore_pings: bool = False
     """Never answer the client's `ping` (exercises the client's liveness timer)."""
+    withhold_submit_ack: bool = False
+    """Take a complete upload silently: no `submit_job_ack` (the client's ack timer)."""
     download: DownloadFaults = field(default_factory=DownloadFaults)
 
 
@@ -652,20 +654,25 @@ class Session:
         if rejection := _feed(upload, frame):
             self._upload = None
             return await self._ack(job_id, rejection[0], fatal=rejection[1])
-        if not frame["is_last"]:
-            return True
+        if frame["is_last"]:
+            await self._finish_upload(upload)
+        return True
+
+    async def _finish_upload(self, upload: _Upload) -> None:
+        """Verify the complete bundle, answer, and queue the job when it is good."""
         self._upload = None
-        self._completed_upload = job_id
+        self._completed_upload = upload.job_id
         bundle = bytes(upload.buffer)
         final_checks = (
             (len(bundle) != upload.total_bytes, "undersized"),
             (hashlib.sha256(bundle).hexdigest() != upload.sha256, "hash_mismatch"),
         )
         verdict = next((reason for failed, reason in final_checks if failed), None)
-        await self._ack(job_id, verdict)
+        if self._double.faults.withhold_submit_ack:
+            return
+        await self._ack(upload.job_id, verdict)
         if verdict is None:
-            await self._double.accept_job(self.dashboard_id, job_id, upload.header, bundle)
-        return True
+            await self._double.accept_job(self.dashboard_id, upload.job_id, upload.header, bundle)
 
     # -- download (§5.7)
 
