@@ -14,6 +14,7 @@ from typing import Any
 from homeassistant.config_entries import (
     SOURCE_REAUTH,
     ConfigEntry,
+    ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlow,
@@ -152,10 +153,17 @@ class RemoteBuildConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_abort(reason="not_build_server")
         host = discovery_info.host
         await self.async_set_unique_id(pin)
+        self._wake_known_server(pin)
         self._abort_if_unique_id_configured(updates={CONF_HOST: host, CONF_PORT: port})
         self._host, self._port = host, port
         self.context["title_placeholders"] = {"name": properties.get(TXT_FRIENDLY_NAME) or host}
         return await self.async_step_zeroconf_confirm()
+
+    def _wake_known_server(self, pin: str) -> None:
+        """Cut a paired server's reconnect back-off short: it just announced itself."""
+        entry = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, pin)
+        if entry is not None and entry.state is ConfigEntryState.LOADED:
+            entry.runtime_data.link.client.reconnect_now()
 
     async def async_step_zeroconf_confirm(
         self, user_input: dict[str, Any] | None = None

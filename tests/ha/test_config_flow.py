@@ -23,6 +23,7 @@ from custom_components.esphome_remote_build.const import (
     DOMAIN,
 )
 from custom_components.esphome_remote_build.peerlink import (
+    Disconnected,
     Identity,
     format_pin_hex,
     pin_emoji,
@@ -30,7 +31,7 @@ from custom_components.esphome_remote_build.peerlink import (
 )
 from tests.support.receiver_double import HandshakeFault, ReceiverDouble
 
-from .conftest import make_entry
+from .conftest import Recorder, make_entry
 
 
 def free_port() -> int:
@@ -336,6 +337,22 @@ async def test_zeroconf_known_server_moved(hass: HomeAssistant, rd: ReceiverDoub
     assert result["reason"] == "already_configured"
     assert old.data[CONF_HOST] == rd.host
     assert old.data[CONF_PORT] == rd.port
+
+
+async def test_zeroconf_wakes_a_reconnecting_link(
+    hass: HomeAssistant, paired: ReceiverDouble, entry: MockConfigEntry
+) -> None:
+    paired.faults.refuse_intent["peer_link"] = ("pending", "pending_not_approved")
+    recorder = Recorder()
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    client = entry.runtime_data.link.client
+    client.subscribe(recorder)
+    await recorder.wait_count(Disconnected, 1)  # refused once: now in a 1 s back-off
+    del paired.faults.refuse_intent["peer_link"]
+    result = await start_zeroconf(hass, discovery(paired))
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    await client.wait_connected(0.5)  # well before the back-off would have ended
 
 
 @pytest.mark.parametrize(

@@ -70,11 +70,6 @@ class Channel:
         except (aiohttp.ClientError, ConnectionError, RuntimeError):  # pragma: no cover
             _LOGGER.debug("error while closing the peer-link socket", exc_info=True)
 
-    @property
-    def closed(self) -> bool:
-        """Tell whether the WebSocket is closed."""
-        return self.ws.closed
-
 
 async def _receive_binary(ws: aiohttp.ClientWebSocketResponse, timeout: float | None) -> bytes:
     try:
