@@ -51,6 +51,10 @@ APPROVAL_TIMEOUT: Final = 300.0
 CONNECT_WAIT: Final = 10.0
 # How long `submit_build` with `wait: true` waits for the build to end.
 BUILD_WAIT_TIMEOUT: Final = 1800.0
+# An artifacts download: overall budget, and the longest silence between frames (the
+# server packs a big build before its first frame).
+DOWNLOAD_TIMEOUT: Final = 900.0
+DOWNLOAD_GAP_TIMEOUT: Final = 120.0
 
 # The folder where the ESPHome add-on keeps device configurations.
 ESPHOME_CONFIG_FOLDER: Final = "esphome"

@@ -35,6 +35,8 @@ from .const import (
     CONF_PIN,
     DEFAULT_KEEP_LAST,
     DOMAIN,
+    DOWNLOAD_GAP_TIMEOUT,
+    DOWNLOAD_TIMEOUT,
     ESPHOME_CONFIG_FOLDER,
     KEEP_LAST_MAX,
     KEEP_LAST_MIN,
@@ -227,7 +229,9 @@ async def async_download_build(
         await link.async_wait_connected()
         tarball = store.tmp_dir() / f"{job_id}.tar.gz"
         try:
-            result = await link.client.download_artifacts(job_id, tarball)
+            result = await link.client.download_artifacts(
+                job_id, tarball, timeout=DOWNLOAD_TIMEOUT, chunk_timeout=DOWNLOAD_GAP_TIMEOUT
+            )
             stored = await store.async_commit(
                 job_id=job_id,
                 tarball=result.path,
