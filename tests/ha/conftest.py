@@ -96,6 +96,15 @@ class Recorder:
                 await self._changed.wait()
 
 
+async def call_service(hass: HomeAssistant, service: str, **data: Any) -> dict[str, Any]:
+    """Call one of our actions the way automations do, and return its response."""
+    response = await hass.services.async_call(
+        DOMAIN, service, data, blocking=True, return_response=True
+    )
+    assert response is not None
+    return dict(response)
+
+
 async def wait_stopped(entry: MockConfigEntry) -> None:
     """Wait until the entry's link gave up for good (a terminal refusal)."""
     client = entry.runtime_data.link.client

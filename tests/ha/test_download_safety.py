@@ -12,6 +12,7 @@ from collections.abc import Callable
 import os
 from pathlib import Path
 import tarfile
+from typing import Any
 from unittest.mock import patch
 
 from homeassistant.core import HomeAssistant
@@ -24,6 +25,8 @@ from custom_components.esphome_remote_build.const import DOMAIN
 from custom_components.esphome_remote_build.peerlink import Identity
 from tests.store.helpers import Member, esp32_members, snapshot, write_tarball
 from tests.support.receiver_double import Artifacts, DownloadFaults, ReceiverDouble
+
+from .conftest import call_service
 
 type Fault = Callable[[ReceiverDouble, Path], bytes | None]
 
@@ -42,6 +45,12 @@ def _faults(**kwargs: object) -> Fault:
 
 def _serve(make: Callable[[Path], bytes]) -> Fault:
     return lambda _rd, tmp: make(tmp)
+
+
+async def _download(hass: HomeAssistant, entry: MockConfigEntry, job_id: str) -> dict[str, Any]:
+    return await call_service(
+        hass, "download_artifacts", config_entry_id=entry.entry_id, job_id=job_id
+    )
 
 
 CASES: dict[str, tuple[Fault, str]] = {
@@ -84,13 +93,7 @@ async def test_failed_download_leaves_the_store_untouched(
     case: str,
 ) -> None:
     rd.add_job(identity.dashboard_id, "good", artifacts=Artifacts(artifacts))
-    await hass.services.async_call(
-        DOMAIN,
-        "download_artifacts",
-        {"config_entry_id": loaded.entry_id, "job_id": "good"},
-        blocking=True,
-        return_response=True,
-    )
+    await _download(hass, loaded, "good")
     root = Path(hass.config.path(DOMAIN, "builds"))
     before = {k: v for k, v in snapshot(root).items() if not k.startswith(".tmp")}
     assert "good/manifest.json" in before
@@ -102,13 +105,7 @@ async def test_failed_download_leaves_the_store_untouched(
         patch.object(services, "DOWNLOAD_GAP_TIMEOUT", 0.3),
         pytest.raises(HomeAssistantError) as caught,
     ):
-        await hass.services.async_call(
-            DOMAIN,
-            "download_artifacts",
-            {"config_entry_id": loaded.entry_id, "job_id": "bad"},
-            blocking=True,
-            return_response=True,
-        )
+        await _download(hass, loaded, "bad")
     assert caught.value.translation_domain == DOMAIN
     assert caught.value.translation_key == key
     assert str(caught.value)  # the message renders (placeholders filled)
@@ -125,13 +122,7 @@ async def test_changed_server_key_stops_downloads_and_keeps_the_store(
     artifacts: bytes,
 ) -> None:
     rd.add_job(identity.dashboard_id, "good", artifacts=Artifacts(artifacts))
-    await hass.services.async_call(
-        DOMAIN,
-        "download_artifacts",
-        {"config_entry_id": loaded.entry_id, "job_id": "good"},
-        blocking=True,
-        return_response=True,
-    )
+    await _download(hass, loaded, "good")
     root = Path(hass.config.path(DOMAIN, "builds"))
     before = {k: v for k, v in snapshot(root).items() if not k.startswith(".tmp")}
     rd.add_job(identity.dashboard_id, "next", artifacts=Artifacts(artifacts))
@@ -143,22 +134,9 @@ async def test_changed_server_key_stops_downloads_and_keeps_the_store(
             await asyncio.sleep(0.02)
     assert client.stopped_reason == "pin_mismatch"
     with pytest.raises(HomeAssistantError) as caught:
-        await hass.services.async_call(
-            DOMAIN,
-            "download_artifacts",
-            {"config_entry_id": loaded.entry_id, "job_id": "next"},
-            blocking=True,
-            return_response=True,
-        )
+        await _download(hass, loaded, "next")
     assert caught.value.translation_key == "not_connected"
     assert {k: v for k, v in snapshot(root).items() if not k.startswith(".tmp")} == before
     # the stored build is still served from the store while the link is down
-    again = await hass.services.async_call(
-        DOMAIN,
-        "download_artifacts",
-        {"config_entry_id": loaded.entry_id, "job_id": "good"},
-        blocking=True,
-        return_response=True,
-    )
-    assert again is not None
+    again = await _download(hass, loaded, "good")
     assert again["job_id"] == "good"

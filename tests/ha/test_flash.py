@@ -51,6 +51,8 @@ from tests.store.helpers import Member, esp32_members, esp8266_members, write_ta
 from tests.support.ota_emulator import MAGIC, DeviceConfig, OTADeviceEmulator, Stage
 from tests.support.receiver_double import ReceiverDouble
 
+from .conftest import call_service
+
 PACKAGE = Path(services.__file__).parent
 STRINGS = json.loads((PACKAGE / "strings.json").read_text())
 LAST_JOB = "sensor.build_box_last_job"
@@ -131,11 +133,7 @@ def esp32_big() -> list[Member]:
 
 
 async def call(hass: HomeAssistant, service: str = "flash", **data: Any) -> dict[str, Any]:
-    response = await hass.services.async_call(
-        DOMAIN, service, data, blocking=True, return_response=True
-    )
-    assert response is not None
-    return dict(response)
+    return await call_service(hass, service, **data)
 
 
 def flash_result(host: str, port: int) -> ota.FlashResult:

@@ -53,15 +53,7 @@ from tests.support.receiver_double import (
     ReceiverDouble,
 )
 
-from .conftest import Recorder, wait_stopped
-
-
-async def call(hass: HomeAssistant, service: str, **data: Any) -> dict[str, Any]:
-    response = await hass.services.async_call(
-        DOMAIN, service, data, blocking=True, return_response=True
-    )
-    assert response is not None
-    return dict(response)
+from .conftest import Recorder, call_service as call, wait_stopped
 
 
 def build_root(hass: HomeAssistant) -> Path:
