@@ -299,11 +299,15 @@ class BuildStore:
         try:
             if (stored := self._load(request.job_id)) is not None:
                 return stored
-            _check_sha256(request.tarball, request.artifacts_sha256)
             tmp = self._new_tmp(request.job_id)
             try:
+                # The reader hashes the file in its first pass, before writing any image,
+                # so the manifest's artifacts_sha256 is a fact about this file, not a claim.
                 image_set = read_image_set(
-                    request.tarball, request.firmware_offset, tmp / IMAGES_DIR
+                    request.tarball,
+                    request.firmware_offset,
+                    tmp / IMAGES_DIR,
+                    expected_sha256=request.artifacts_sha256,
                 )
                 manifest = self._manifest(request, image_set, tmp)
                 # Parse what we are about to write: a build we could not load is never
@@ -522,12 +526,6 @@ def _remove(path: Path) -> None:
     else:
         with contextlib.suppress(OSError):
             path.unlink()
-
-
-def _check_sha256(tarball: Path, expected: str) -> None:
-    """Make the manifest's ``artifacts_sha256`` a fact about this file, not a claim."""
-    if _sha256_file(tarball) != expected:
-        raise StoreError("artifacts_mismatch", f"{tarball.name} does not match its sha256")
 
 
 def _sha256_file(path: Path) -> str:

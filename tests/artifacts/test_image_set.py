@@ -10,6 +10,7 @@ import pytest
 
 from custom_components.esphome_remote_build.artifacts import (
     NO_FLASH_OFFSET,
+    ArtifactsMismatchError,
     ImageSet,
     async_read_image_set,
     read_image_set,
@@ -269,3 +270,22 @@ def test_image_sizes_around_the_copy_block(tmp_path: Path, size: int) -> None:
 
     assert (image.size, image.path.read_bytes()) == (size, firmware)
     assert image.sha256 == hashlib.sha256(firmware).hexdigest()
+
+
+def test_expected_sha256_is_checked_before_any_image_is_written(tmp_path: Path) -> None:
+    tarball = write(
+        tmp_path / "a.tar.gz",
+        [
+            storage(name="plug-2", esp_platform="ESP8266"),
+            idedata([]),
+            regular(".pioenvs/plug-2/firmware.bin", payload("esp8266 firmware", 70_000)),
+        ],
+    )
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    dest = tmp_path / "images"
+    with pytest.raises(ArtifactsMismatchError) as info:
+        read_image_set(tarball, "0x0", dest, expected_sha256="0" * 64)
+    assert info.value.reason == "artifacts_mismatch"
+    assert not dest.exists() or list(dest.iterdir()) == []
+    image_set = read_image_set(tarball, "0x0", dest, expected_sha256=digest.upper())
+    assert [image.name for image in image_set.images] == ["firmware.bin"]

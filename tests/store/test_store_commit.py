@@ -47,9 +47,9 @@ def _spy_reader(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
     real = read_image_set
 
-    def spy(tarball: Path, firmware_offset: str, dest_dir: Path) -> ImageSet:
+    def spy(tarball: Path, firmware_offset: str, dest_dir: Path, **options: Any) -> ImageSet:
         calls.append(tarball)
-        return real(tarball, firmware_offset, dest_dir)
+        return real(tarball, firmware_offset, dest_dir, **options)
 
     monkeypatch.setattr(store_module, "read_image_set", spy)
     return calls
@@ -176,8 +176,10 @@ async def test_losing_a_rename_race_returns_the_winner(
     winner = await commit(other, make_tarball(esp8266_members(), firmware_offset="0x0"))
     real = read_image_set
 
-    def read_then_lose(tarball: Path, firmware_offset: str, dest_dir: Path) -> ImageSet:
-        result = real(tarball, firmware_offset, dest_dir)
+    def read_then_lose(
+        tarball: Path, firmware_offset: str, dest_dir: Path, **options: Any
+    ) -> ImageSet:
+        result = real(tarball, firmware_offset, dest_dir, **options)
         shutil.copytree(winner.directory, root / "job-1")
         return result
 
@@ -292,9 +294,11 @@ def _fsync_fails(monkeypatch: pytest.MonkeyPatch) -> None:
 def _images_dir_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
     real = read_image_set
 
-    def write_elsewhere(tarball: Path, firmware_offset: str, dest_dir: Path) -> ImageSet:
+    def write_elsewhere(
+        tarball: Path, firmware_offset: str, dest_dir: Path, **options: Any
+    ) -> ImageSet:
         dest_dir.write_bytes(b"")  # the reader finds a file where its folder should go
-        return real(tarball, firmware_offset, dest_dir)
+        return real(tarball, firmware_offset, dest_dir, **options)
 
     monkeypatch.setattr(store_module, "read_image_set", write_elsewhere)
 
@@ -307,7 +311,7 @@ def _images_dir_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.param(_truncate, None, "invalid_artifacts", id="truncated"),
         pytest.param(_bad_offset, None, "invalid_artifacts", id="bad-firmware-offset"),
         pytest.param(_wrong_sha, None, "artifacts_mismatch", id="sha-mismatch"),
-        pytest.param(_remove_tarball, None, "storage_failed", id="tarball-missing"),
+        pytest.param(_remove_tarball, None, "artifacts_error", id="tarball-missing"),
         pytest.param(None, _rename_fails, "storage_failed", id="rename-fails"),
         pytest.param(None, _fsync_fails, "storage_failed", id="fsync-fails"),
         pytest.param(None, _images_dir_is_taken, "artifacts_error", id="disk-error"),
@@ -350,11 +354,13 @@ async def test_cancelled_commit_leaves_no_trace(
         aborts.append(abort)
         return real_commit(request, abort)
 
-    def reader_until_cancelled(tarball: Path, firmware_offset: str, dest_dir: Path) -> ImageSet:
+    def reader_until_cancelled(
+        tarball: Path, firmware_offset: str, dest_dir: Path, **options: Any
+    ) -> ImageSet:
         entered.set()
         # Finish only once the coroutine has seen its cancellation: the worst moment.
         assert aborts[0].wait(timeout=30)
-        return real_reader(tarball, firmware_offset, dest_dir)
+        return real_reader(tarball, firmware_offset, dest_dir, **options)
 
     monkeypatch.setattr(store, "_commit_blocking", capture_abort)
     monkeypatch.setattr(store_module, "read_image_set", reader_until_cancelled)

@@ -12,7 +12,13 @@ Both block (they read and write files): call them in an executor, or use
 from __future__ import annotations
 
 from .bundle import write_config_bundle
-from .errors import ArtifactsError, BundleError, InvalidArtifactsError, UnsafeTarballError
+from .errors import (
+    ArtifactsError,
+    ArtifactsMismatchError,
+    BundleError,
+    InvalidArtifactsError,
+    UnsafeTarballError,
+)
 from .image_set import async_read_image_set, read_image_set
 from .models import NO_FLASH_OFFSET, BundleInfo, Image, ImageSet
 from .safe_tar import TarLimits
@@ -20,6 +26,7 @@ from .safe_tar import TarLimits
 __all__ = [
     "NO_FLASH_OFFSET",
     "ArtifactsError",
+    "ArtifactsMismatchError",
     "BundleError",
     "BundleInfo",
     "Image",

@@ -26,6 +26,12 @@ class InvalidArtifactsError(ArtifactsError):
     reason = "invalid_artifacts"
 
 
+class ArtifactsMismatchError(InvalidArtifactsError):
+    """The tarball is not the one whose SHA-256 the download verified and reported."""
+
+    reason = "artifacts_mismatch"
+
+
 class UnsafeTarballError(InvalidArtifactsError):
     """The tarball contains something that must never be unpacked.
 

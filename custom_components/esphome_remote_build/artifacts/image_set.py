@@ -27,7 +27,7 @@ from .build_metadata import (
     parse_storage,
     plan_images,
 )
-from .errors import ArtifactsError, InvalidArtifactsError
+from .errors import ArtifactsError, ArtifactsMismatchError, InvalidArtifactsError
 from .models import Image, ImageSet
 from .safe_tar import DEFAULT_LIMITS, Member, TarballPass, TarLimits, open_tarball
 
@@ -41,6 +41,7 @@ class _Index:
     storage: bytes
     idedata: bytes | None
     basenames: frozenset[str]
+    sha256: str
 
 
 def read_image_set(
@@ -49,14 +50,19 @@ def read_image_set(
     dest_dir: Path,
     *,
     limits: TarLimits = DEFAULT_LIMITS,
+    expected_sha256: str | None = None,
 ) -> ImageSet:
     """Check the tarball, write its images into ``dest_dir`` and describe them. Blocking.
 
     ``firmware_offset`` is the one the server announced for this download.  ``dest_dir`` is
-    created (0700) if missing; images are written 0600 and never overwrite a file.
+    created (0700) if missing; images are written 0600 and never overwrite a file.  With
+    ``expected_sha256`` the file must hash to it (checked in the first pass, before any
+    image is written).
     """
     offset = normalise_offset(firmware_offset, "firmware offset")
     index = _index(tarball, limits)
+    if expected_sha256 is not None and index.sha256 != expected_sha256.lower():
+        raise ArtifactsMismatchError(f"{tarball.name} does not match its sha256")
     facts = parse_storage(index.storage)
     flash_images = (
         None
@@ -80,10 +86,16 @@ async def async_read_image_set(
     dest_dir: Path,
     *,
     limits: TarLimits = DEFAULT_LIMITS,
+    expected_sha256: str | None = None,
 ) -> ImageSet:
     """Run :func:`read_image_set` in a worker thread: it decompresses and writes files."""
     return await asyncio.to_thread(
-        read_image_set, tarball, firmware_offset, dest_dir, limits=limits
+        read_image_set,
+        tarball,
+        firmware_offset,
+        dest_dir,
+        limits=limits,
+        expected_sha256=expected_sha256,
     )
 
 
@@ -108,12 +120,14 @@ def _index(tarball: Path, limits: TarLimits) -> _Index:
                 raise InvalidArtifactsError(
                     f"members {other!r} and {member.path!r} share the name {member.basename!r}"
                 )
+        sha256 = tar.file_sha256()
     if STORAGE_JSON not in metadata:
         raise InvalidArtifactsError(f"the tarball has no {STORAGE_JSON}")
     return _Index(
         storage=metadata[STORAGE_JSON],
         idedata=metadata.get(IDEDATA_JSON),
         basenames=frozenset(paths),
+        sha256=sha256,
     )
 
 

@@ -107,6 +107,24 @@ class _CountingReader(io.RawIOBase):
         return data
 
 
+class _HashingReader:
+    """The raw (compressed) file, hashed as the pass reads it: no extra read for the digest.
+
+    The pass reads the gzip stream to its end (checksum and trailer included), so the
+    digest covers the whole file; were anything left unread the digest would not match,
+    which fails closed.
+    """
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._source.read(size)
+        self.digest.update(data)
+        return data
+
+
 def _member_kind(info: tarfile.TarInfo) -> str:
     """Name a non-regular member type for error messages."""
     kinds = (
@@ -158,23 +176,32 @@ def open_tarball(tarball: Path, limits: TarLimits = DEFAULT_LIMITS) -> Iterator[
     """Open one streaming pass over a gzip tarball."""
     with ExitStack() as stack:
         try:
-            raw = stack.enter_context(tarball.open("rb"))
+            raw = _HashingReader(stack.enter_context(tarball.open("rb")))
         except OSError as err:
             raise ArtifactsError(f"cannot open artifacts tarball: {err}") from err
-        gz = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))
+        # A streaming read never seeks, so the reader offers read() only (the stub also
+        # asks for seek, which GzipFile needs just for rewind()).
+        gz = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))  # type: ignore[call-overload]
         stream = _CountingReader(gz, limits.max_stream_bytes)
         with _corrupt_data_is_invalid("header"):
             tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
-        yield TarballPass(tar, stream, limits)
+        yield TarballPass(tar, stream, limits, raw)
 
 
 class TarballPass:
     """One streaming pass over an open tarball, with every member checked before use."""
 
-    def __init__(self, tar: tarfile.TarFile, stream: _Readable, limits: TarLimits) -> None:
+    def __init__(
+        self, tar: tarfile.TarFile, stream: _Readable, limits: TarLimits, raw: _HashingReader
+    ) -> None:
         self._tar = tar
         self._stream = stream
         self._limits = limits
+        self._raw = raw
+
+    def file_sha256(self) -> str:
+        """SHA-256 of the tarball file (call after :meth:`members` is exhausted)."""
+        return self._raw.digest.hexdigest()
 
     def members(self) -> Iterator[Member]:
         """Yield each member after checking it; then verify the stream up to its end."""
