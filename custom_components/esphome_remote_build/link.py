@@ -42,6 +42,7 @@ from .store import BuildStore
 _LOGGER = logging.getLogger(__name__)
 
 OUTPUT_TAIL_LINES = 3
+KEEP_JOBS = 100  # jobs whose configuration and output tail we remember
 
 IDENTITY_STORAGE_KEY = f"{DOMAIN}.identity"
 IDENTITY_STORAGE_VERSION = 1
@@ -152,6 +153,10 @@ class RemoteBuildLink:
         """
         job_id = secrets.token_hex(6)
         self._configurations[job_id] = configuration
+        if len(self._configurations) > KEEP_JOBS:  # an entry lives for months: stay bounded
+            oldest = next(iter(self._configurations))
+            del self._configurations[oldest]
+            self._output.pop(oldest, None)
         try:
             return await self.client.submit_job(bundle, configuration, job_id=job_id)
         except BaseException:

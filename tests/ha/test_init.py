@@ -22,6 +22,7 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
+from custom_components.esphome_remote_build import link as link_module
 from custom_components.esphome_remote_build.const import CONF_PIN, DOMAIN, EVENT_JOB
 from custom_components.esphome_remote_build.diagnostics import (
     async_get_config_entry_diagnostics,
@@ -282,3 +283,15 @@ async def test_diagnostics_hide_secrets(
     assert diagnostics["queue"] == {"idle": True, "running": False, "queue_depth": 0}
     assert diagnostics["pairing"] == {"running": True, "stopped_reason": None, "last_error": None}
     assert diagnostics["stored_builds"] == []
+
+
+async def test_remembered_jobs_stay_bounded(
+    hass: HomeAssistant, loaded: MockConfigEntry, rd: ReceiverDouble, tmp_path: Path
+) -> None:
+    link = loaded.runtime_data.link
+    bundle = tmp_path / "b.tar.gz"
+    bundle.write_bytes(b"bundle bytes")
+    with patch.object(link_module, "KEEP_JOBS", 2):
+        ids = [await link.async_submit(bundle, f"dev{n}.yaml") for n in range(3)]
+    assert link.configuration_of(ids[0]) is None  # the oldest was forgotten
+    assert [link.configuration_of(i) for i in ids[1:]] == ["dev1.yaml", "dev2.yaml"]

@@ -33,6 +33,7 @@ from custom_components.esphome_remote_build.peerlink import (
     SubmitRejectedError,
     SubmitTimeoutError,
     UnknownJobError,
+    client as client_module,
     submit as submit_module,
 )
 from tests.peerlink.conftest import Harness
@@ -526,3 +527,27 @@ async def test_cancelled_download_leaves_nothing(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_job_states_stay_bounded(session: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_module, "KEEP_JOB_STATES", 3)
+    live = session.rd.session()
+    for n in range(5):
+        await live.send_frame(
+            {
+                "type": "job_state_changed",
+                "job_id": f"j{n}",
+                "status": "queued",
+                "error_message": "",
+            }
+        )
+    await live.send_frame(
+        {"type": "job_state_changed", "job_id": "j2", "status": "running", "error_message": ""}
+    )
+    await session.until(
+        lambda: (
+            session.client.jobs.get("j2", None) is not None
+            and session.client.jobs["j2"].status is JobStatus.RUNNING
+        )
+    )
+    assert list(session.client.jobs) == ["j3", "j4", "j2"]  # newest last, oldest dropped

@@ -67,6 +67,7 @@ BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
 DOWNLOAD_TIMEOUT = 900.0
 CHUNK_GAP_TIMEOUT = 60.0
+KEEP_JOB_STATES = 100
 
 
 class PeerLinkClient:
@@ -342,7 +343,10 @@ class PeerLinkClient:
     async def _on_job_state(self, frame: dict[str, Any]) -> None:
         s = frames.parse_job_state_changed(frame)
         event = JobStateChanged(s["job_id"], s["status"], s["error_message"], s["failure_reason"])
+        self.jobs.pop(event.job_id, None)  # re-insert: the dict stays in recency order
         self.jobs[event.job_id] = event
+        if len(self.jobs) > KEEP_JOB_STATES:  # a long-lived session must not grow forever
+            del self.jobs[next(iter(self.jobs))]
         self._emit(event)
         if event.status.is_terminal:
             for waiter in self._job_waiters.pop(event.job_id, []):
