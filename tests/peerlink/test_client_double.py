@@ -551,3 +551,64 @@ async def test_job_states_stay_bounded(session: Harness, monkeypatch: pytest.Mon
         )
     )
     assert list(session.client.jobs) == ["j3", "j4", "j2"]  # newest last, oldest dropped
+
+
+async def test_retry_waits_for_an_abandoned_stream_to_end(
+    session: Harness, identity: Identity, tmp_path: Path
+) -> None:
+    job_id = await _completed_job(session, identity)
+    session.rd.faults.download = DownloadFaults(chunk_delay=0.1)  # 4 chunks: ~0.4 s
+    with pytest.raises(DownloadTimeoutError):
+        await session.client.download_artifacts(job_id, tmp_path / "a", timeout=0.15)
+    # The server keeps streaming the abandoned download; the retry lets its tail pass
+    # (instead of taking it for its own) and then gets a fresh, complete stream.
+    session.rd.faults.download = DownloadFaults()
+    await session.client.download_artifacts(job_id, tmp_path / "b", chunk_timeout=5)
+    assert (tmp_path / "b").read_bytes() == TARBALL
+    assert not (tmp_path / "a").exists()
+    starts = session.rd.session().record.sent_of("artifacts_start")
+    assert len(starts) == 2
+
+
+async def test_retry_gives_up_on_a_stream_that_never_ends(
+    session: Harness, identity: Identity, tmp_path: Path
+) -> None:
+    job_id = await _completed_job(session, identity)
+    session.rd.faults.download = DownloadFaults(stall_after_chunk=0)
+    with pytest.raises(DownloadTimeoutError):
+        await session.client.download_artifacts(job_id, tmp_path / "a", chunk_timeout=0.2)
+    with pytest.raises(DownloadBusyError) as info:
+        await session.client.download_artifacts(job_id, tmp_path / "b", chunk_timeout=0.2)
+    assert "abandoned" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    assert len(session.rd.session().record.received_of("download_artifacts")) == 1
+
+
+async def test_session_loss_fails_a_waiting_submit(session: Harness, bundle: Path) -> None:
+    session.rd.faults.withhold_submit_ack = True
+    live = session.rd.session()
+
+    async def drop_when_uploaded() -> None:
+        await live.wait_received("submit_job_chunk", count=3)
+        await live.drop()
+
+    dropper = asyncio.create_task(drop_when_uploaded())
+    with pytest.raises(SessionLostError):
+        await session.client.submit_job(bundle, "dev.yaml")
+    await dropper
+
+
+async def test_a_failing_subscriber_does_not_break_the_session(
+    session: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(_event: object) -> None:
+        raise RuntimeError("subscriber bug")
+
+    session.client.subscribe(broken)
+    live = session.rd.session()
+    await live.send_frame(
+        {"type": "queue_status", "idle": False, "running": True, "queue_depth": 1}
+    )
+    await session.until(lambda: session.client.queue == QueueStatus(False, True, 1))
+    assert session.client.connected
+    assert "subscriber failed" in caplog.text
