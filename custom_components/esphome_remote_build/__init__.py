@@ -9,9 +9,10 @@ from homeassistant.core import Event, HomeAssistant
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
-from .const import BUILDS_FOLDER, DOMAIN
+from .configurations import ConfigurationChoices
+from .const import BUILDS_FOLDER, DATA_STORE, DOMAIN
 from .link import RemoteBuildConfigEntry, RemoteBuildData, RemoteBuildLink, async_get_identity
-from .services import DATA_STORE, async_setup_services
+from .services import async_setup_services
 from .store import BuildStore
 
 PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR]
@@ -23,13 +24,14 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Create the build store and register the actions (they exist with no entry loaded)."""
     hass.data[DATA_STORE] = BuildStore(Path(hass.config.path(DOMAIN, BUILDS_FOLDER)))
     async_setup_services(hass)
+    ConfigurationChoices(hass).async_start()
     return True
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: RemoteBuildConfigEntry) -> bool:
     """Start the link to one build server; it connects in the background."""
-    link = RemoteBuildLink(hass, entry, await async_get_identity(hass))
-    entry.runtime_data = RemoteBuildData(link=link, store=hass.data[DATA_STORE])
+    link = RemoteBuildLink(hass, entry, await async_get_identity(hass), hass.data[DATA_STORE])
+    entry.runtime_data = RemoteBuildData(link=link)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     await link.async_start()
 

@@ -39,4 +39,4 @@ class RemoteBuildConnectedSensor(RemoteBuildEntity, BinarySensorEntity):
     @property
     def is_on(self) -> bool:
         """Tell whether the session is open."""
-        return self._link.client.connected
+        return self._link.connected

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+import logging
+import re
 from typing import Any
 
 from homeassistant.config_entries import (
     SOURCE_REAUTH,
-    ConfigEntry,
     ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
@@ -21,6 +22,7 @@ from homeassistant.config_entries import (
 )
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import callback
+from homeassistant.data_entry_flow import AbortFlow
 from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
@@ -45,14 +47,14 @@ from .const import (
     TXT_PIN,
     TXT_PORT,
 )
-from .link import async_get_identity
+from .link import RemoteBuildConfigEntry, async_get_identity
 from .peerlink import (
+    Identity,
     NoPairingWindowError,
     PairingRejectedError,
     PairOutcome,
     PeerLinkError,
     PinMismatchError,
-    SelfLoopbackError,
     ServerInfo,
     format_pin_hex,
     is_valid_pin,
@@ -69,7 +71,34 @@ ADDRESS_SCHEMA = probatio.Schema(
         probatio.Required(CONF_PORT, default=DEFAULT_PORT): cv.port,
     }
 )
+# What a failed look at a server means for the user (a form error key).
+_PREVIEW_ERRORS: dict[str, str] = {
+    "self_loopback": "self_loopback",
+    "pairing_rejected": "not_build_server",
+    "request_rejected": "not_build_server",
+    "server_too_old": "server_too_old",
+}
+
 PAIR_SCHEMA = probatio.Schema({probatio.Optional(CONF_PAIRING_KEY): cv.string})
+
+# A headless server prints its one-time key as four groups of four letters or digits.
+_PAIRING_KEY_RE = re.compile(r"^[A-Z0-9]{4}(-[A-Z0-9]{4}){3}$")
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def normalize_pairing_key(value: str | None) -> str | None:
+    """Return the key as the server prints it, ``None`` for none, or raise ``ValueError``.
+
+    Case and surrounding spaces are forgiven; anything else that is not a key's shape is
+    refused here, before the key (a secret) or anything else is sent.
+    """
+    key = (value or "").strip().upper()
+    if not key:
+        return None
+    if not _PAIRING_KEY_RE.fullmatch(key):
+        raise ValueError("not a pairing key")
+    return key
 
 
 def _txt_port(value: object) -> int | None:
@@ -103,7 +132,7 @@ class RemoteBuildConfigFlow(ConfigFlow, domain=DOMAIN):
 
     @staticmethod
     @callback
-    def async_get_options_flow(config_entry: ConfigEntry) -> RemoteBuildOptionsFlow:
+    def async_get_options_flow(config_entry: RemoteBuildConfigEntry) -> RemoteBuildOptionsFlow:
         """Let the user tune retention."""
         return RemoteBuildOptionsFlow()
 
@@ -115,18 +144,21 @@ class RemoteBuildConfigFlow(ConfigFlow, domain=DOMAIN):
             info = await preview(
                 async_get_clientsession(self.hass), host, port, await async_get_identity(self.hass)
             )
-        except SelfLoopbackError:
-            return "self_loopback"
-        except PairingRejectedError:
-            return "not_build_server"
-        except PeerLinkError:
-            return "cannot_connect"
+        except PeerLinkError as err:
+            return _PREVIEW_ERRORS.get(err.key, "cannot_connect")
         self._host, self._port, self._info = host, port, info
         return None
 
     def _server(self) -> ServerInfo:
-        assert self._info is not None  # every path to pairing previewed first
+        """Return the previewed server; every path to pairing previews it first."""
+        if self._info is None:
+            raise AbortFlow("cannot_connect")
         return self._info
+
+    def _unique_title(self, name: str) -> str:
+        """Name the entry after the server, with its address when another has that name."""
+        titles = {entry.title for entry in self._async_current_entries(include_ignore=False)}
+        return name if name not in titles else f"{name} ({self._host}:{self._port})"
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask for the server's address."""
@@ -153,17 +185,40 @@ class RemoteBuildConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_abort(reason="not_build_server")
         host = discovery_info.host
         await self.async_set_unique_id(pin)
-        self._wake_known_server(pin)
-        self._abort_if_unique_id_configured(updates={CONF_HOST: host, CONF_PORT: port})
+        if (
+            known := self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, pin)
+        ) is not None:
+            return await self._async_rediscovered(known, host, port)
         self._host, self._port = host, port
         self.context["title_placeholders"] = {"name": properties.get(TXT_FRIENDLY_NAME) or host}
         return await self.async_step_zeroconf_confirm()
 
-    def _wake_known_server(self, pin: str) -> None:
-        """Cut a paired server's reconnect back-off short: it just announced itself."""
-        entry = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, pin)
-        if entry is not None and entry.state is ConfigEntryState.LOADED:
-            entry.runtime_data.link.client.reconnect_now()
+    async def _async_rediscovered(
+        self, entry: RemoteBuildConfigEntry, host: str, port: int
+    ) -> ConfigFlowResult:
+        """Follow a paired server to a new address, but only once it proved who it is.
+
+        Its pin is public: anyone on the network can announce it with their own address.
+        So a new address is previewed first and kept only if it presents the paired key;
+        otherwise the announcement is ignored and the entry keeps its address.
+        """
+        if (entry.data[CONF_HOST], entry.data[CONF_PORT]) == (host, port):
+            if entry.state is ConfigEntryState.LOADED:
+                entry.runtime_data.link.reconnect_now()  # it just announced itself
+            return self.async_abort(reason="already_configured")
+        error = await self._async_preview(host, port)
+        if error is not None or self._server().pin_sha256 != entry.unique_id:
+            _LOGGER.debug(
+                "Ignoring an announcement of %s at %s:%s: that address does not show the "
+                "paired key",
+                entry.title,
+                host,
+                port,
+            )
+            return self.async_abort(reason="already_configured")
+        return self.async_update_reload_and_abort(
+            entry, data_updates={CONF_HOST: host, CONF_PORT: port}, reason="already_configured"
+        )
 
     async def async_step_zeroconf_confirm(
         self, user_input: dict[str, Any] | None = None
@@ -201,37 +256,58 @@ class RemoteBuildConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_pair(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Show both fingerprints; on submit ask the server to pair with us."""
-        info = self._server()
         identity = await async_get_identity(self.hass)
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
-                outcome = await pair_request(
-                    async_get_clientsession(self.hass),
-                    self._host,
-                    self._port,
-                    identity,
-                    info.pin_sha256,
-                    label=self.hass.config.location_name,
-                    friendly_name=self.hass.config.location_name,
-                    pairing_key=user_input.get(CONF_PAIRING_KEY),
-                )
-            except NoPairingWindowError:
-                errors["base"] = "no_pairing_window"
-            except PinMismatchError:
-                return self.async_abort(reason="pin_changed")
-            except PairingRejectedError as err:
-                return self.async_abort(
-                    reason="pairing_rejected", description_placeholders={"reason": err.reason}
-                )
+                key = normalize_pairing_key(user_input.get(CONF_PAIRING_KEY))
             except ValueError:
                 errors[CONF_PAIRING_KEY] = "invalid_pairing_key"
-            except PeerLinkError:
-                errors["base"] = "cannot_connect"
+                key = None
+            if not errors:
+                return await self._async_request_pairing(identity, key, errors)
+        return self.async_show_form(
+            step_id="pair",
+            data_schema=self.add_suggested_values_to_schema(PAIR_SCHEMA, user_input),
+            errors=errors,
+            description_placeholders=await self._async_pair_placeholders(),
+        )
+
+    async def _async_request_pairing(
+        self, identity: Identity, key: str | None, errors: dict[str, str]
+    ) -> ConfigFlowResult:
+        """Send the pairing request; on a refusal that can be mended show the form again."""
+        info = self._server()
+        try:
+            outcome = await pair_request(
+                async_get_clientsession(self.hass),
+                self._host,
+                self._port,
+                identity,
+                info.pin_sha256,
+                label=self.hass.config.location_name,
+                friendly_name=self.hass.config.location_name,
+                pairing_key=key,
+            )
+        except NoPairingWindowError:
+            # The server says the same for a closed window and a wrong key: say what is
+            # likely for this kind of server.
+            if not info.requires_pairing_key:
+                errors["base"] = "no_pairing_window"
             else:
-                if outcome is PairOutcome.APPROVED:
-                    return self._async_finish()
-                return await self.async_step_wait_approval()
+                errors["base"] = "wrong_pairing_key" if key else "pairing_key_required"
+        except PinMismatchError:
+            return self.async_abort(reason="pin_changed")
+        except PairingRejectedError as err:
+            return self.async_abort(
+                reason="pairing_rejected", description_placeholders={"reason": err.reason}
+            )
+        except PeerLinkError as err:
+            errors["base"] = _PREVIEW_ERRORS.get(err.key, "cannot_connect")
+        else:
+            if outcome is PairOutcome.APPROVED:
+                return self._async_finish()
+            return await self.async_step_wait_approval()
         return self.async_show_form(
             step_id="pair",
             data_schema=PAIR_SCHEMA,
@@ -285,9 +361,9 @@ class RemoteBuildConfigFlow(ConfigFlow, domain=DOMAIN):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Explain why the pairing did not complete."""
-        assert self._approval_error is not None
         return self.async_abort(
-            reason=self._approval_error, description_placeholders={"reason": self._reject_reason}
+            reason=self._approval_error or "cannot_connect",
+            description_placeholders={"reason": self._reject_reason},
         )
 
     def _async_finish(self) -> ConfigFlowResult:
@@ -295,7 +371,9 @@ class RemoteBuildConfigFlow(ConfigFlow, domain=DOMAIN):
         data = {CONF_HOST: self._host, CONF_PORT: self._port, CONF_PIN: info.pin_sha256}
         if self.source == SOURCE_REAUTH:
             return self.async_update_reload_and_abort(self._get_reauth_entry(), data_updates=data)
-        return self.async_create_entry(title=info.friendly_name or self._host, data=data)
+        return self.async_create_entry(
+            title=self._unique_title(info.friendly_name or self._host), data=data
+        )
 
     # --- an existing pairing ----------------------------------------------------------
 
@@ -347,6 +425,8 @@ class RemoteBuildConfigFlow(ConfigFlow, domain=DOMAIN):
 
 class RemoteBuildOptionsFlow(OptionsFlow):
     """Retention of stored builds."""
+
+    config_entry: RemoteBuildConfigEntry
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Ask how many builds per device to keep."""

@@ -1,15 +1,23 @@
 """Names and defaults shared by the Home Assistant side of the integration.
 
 The user-facing names (domain, event, option and field names) are part of the contract in
-DESIGN.md: automations and scripts depend on them.
+docs/design.md: automations and scripts depend on them.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+from homeassistant.util.hass_dict import HassKey
+
+if TYPE_CHECKING:
+    from .store import BuildStore
 
 DOMAIN: Final = "esphome_remote_build"
+
+#: The one build store of this installation (builds of every server live in it).
+DATA_STORE: HassKey[BuildStore] = HassKey(f"{DOMAIN}_store")
 
 CONF_PIN: Final = "pin_sha256"
 CONF_PAIRING_KEY: Final = "pairing_key"

@@ -19,36 +19,22 @@ from typing import Any, Final
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import ATTR_DEVICE_ID, CONF_HOST, CONF_PASSWORD, CONF_PORT
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.util.hass_dict import HassKey
 
+from .artifacts import Image
 from .const import DOMAIN, ESPHOME_CONF_NOISE_PSK, ESPHOME_DOMAIN, EVENT_FLASH, FlashStatus
-from .errors import service_error
+from .errors import service_error, translate
 from .link import FlashProgress, RemoteBuildLink
 from .ota import (
-    OTAAuthenticationError,
-    OTADeviceError,
-    OTAEncryptionError,
-    OTAEncryptionKeyError,
-    OTAEncryptionRequiredError,
-    OTAEncryptionUnavailableError,
     OTAError,
-    OTAImageError,
     OTAInvalidKeyError,
-    OTAMaybeCommittedError,
-    OTANetworkError,
-    OTAPasswordRequiredError,
-    OTAProtocolError,
-    OTAResolveError,
-    OTATimeoutError,
     OTAType,
-    OTAUnsupportedError,
     async_flash,
     decode_noise_psk,
     default_ota_port,
 )
-from .store import StoredBuild, StoredImage
+from .stored_build import StoredBuild
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,25 +60,6 @@ _IMAGES: Final[dict[ImageKind, tuple[tuple[str, ...], OTAType]]] = {
     ImageKind.PARTITION_TABLE: (("partitions.bin",), OTAType.PARTITION_TABLE),
     ImageKind.BOOTLOADER: (("bootloader.bin",), OTAType.BOOTLOADER),
 }
-
-# Client failure -> translation key; most specific first, the first matching class wins.
-_OTA_FAILURES: Final[tuple[tuple[type[OTAError], str], ...]] = (
-    (OTAPasswordRequiredError, "ota_password_required"),
-    (OTAAuthenticationError, "ota_invalid_auth"),
-    (OTAEncryptionRequiredError, "ota_encryption_required"),
-    (OTAEncryptionUnavailableError, "ota_encryption_unavailable"),
-    (OTAEncryptionKeyError, "ota_encryption_key_rejected"),
-    (OTAEncryptionError, "ota_encryption_failed"),
-    (OTAMaybeCommittedError, "ota_may_be_committing"),
-    (OTAUnsupportedError, "ota_unsupported_type"),
-    (OTADeviceError, "ota_device_error"),
-    (OTAProtocolError, "ota_protocol_error"),
-    (OTATimeoutError, "ota_timeout"),
-    (OTAResolveError, "ota_cannot_resolve"),
-    (OTANetworkError, "ota_network_error"),
-    (OTAImageError, "ota_image_error"),
-    (OTAError, "ota_failed"),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +91,7 @@ def resolve_target(hass: HomeAssistant, data: Mapping[str, Any]) -> FlashTarget:
     try:
         psk = None if key is None else decode_noise_psk(key)
     except OTAInvalidKeyError as err:
-        raise service_error("invalid_encryption_key", validation=True, error=str(err)) from None
+        raise translate(err) from None
     return FlashTarget(host, data.get(CONF_PORT), data.get(CONF_PASSWORD) or None, psk)
 
 
@@ -142,7 +109,7 @@ def _esphome_device(hass: HomeAssistant, device_id: str) -> tuple[str, str | Non
     )
 
 
-def select_image(stored: StoredBuild, kind: ImageKind) -> tuple[StoredImage, OTAType]:
+def select_image(stored: StoredBuild, kind: ImageKind) -> tuple[Image, OTAType]:
     """Pick the stored image that goes over the air as ``kind``."""
     names, ota_type = _IMAGES[kind]
     images = {image.name: image for image in stored.images}
@@ -163,20 +130,6 @@ def _port(target: FlashTarget, stored: StoredBuild) -> int:
         raise service_error(
             "ota_port_required", validation=True, platform=stored.platform
         ) from None
-
-
-def translate_ota_error(err: OTAError, job_id: str, host: str, port: int) -> HomeAssistantError:
-    """Turn an OTA client failure into the translated error a caller sees."""
-    key = next(key for kind, key in _OTA_FAILURES if isinstance(err, kind))
-    return service_error(
-        key,
-        job_id=job_id,
-        host=host,
-        port=str(port),
-        code="" if err.code is None else f"0x{err.code:02X}",
-        reason=err.reason,
-        error=str(err),
-    )
 
 
 class _Reporter:
@@ -256,7 +209,9 @@ async def async_flash_build(
         except BaseException as err:
             reporter.report(FlashStatus.FAILED)
             if isinstance(err, OTAError):
-                raise translate_ota_error(err, stored.job_id, target.host, port) from err
+                raise translate(
+                    err, job_id=stored.job_id, host=target.host, port=str(port)
+                ) from err
             raise
         reporter.report(FlashStatus.COMPLETED, 100)
     finally:

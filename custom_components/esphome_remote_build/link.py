@@ -1,19 +1,22 @@
-"""The per-entry runtime: one peer-link client, its events turned into Home Assistant state.
+"""The per-entry runtime: the one door from Home Assistant to a build server.
 
-The client reconnects by itself in the background, so setting an entry up never waits for
-the server.  What a person must act on (the server revoked us, its key changed, another
-installation uses our identity) becomes a repair issue; the first two also start reauth.
+Platforms, actions and the config flow ask the link, never its peer-link client: it
+says whether the server is connected and how full its queue is, submits configurations,
+waits for and cancels jobs, downloads a job into the build store, and turns the client's
+events into Home Assistant state.  The client reconnects by itself in the background, so
+setting an entry up never waits for the server.  What a person must act on is said once:
+a revoked pairing starts reauthentication; a changed server key or a second installation
+with our identity becomes a repair issue.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 import logging
 from pathlib import Path
-import secrets
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_HOST, CONF_PORT
@@ -24,20 +27,35 @@ from homeassistant.helpers.singleton import singleton
 from homeassistant.helpers.storage import Store
 from homeassistant.util.hass_dict import HassKey
 
-from .const import CONF_PIN, CONNECT_WAIT, DOMAIN, EVENT_JOB, FlashStatus
+from .artifacts import write_config_bundle
+from .const import (
+    CONF_PIN,
+    CONNECT_WAIT,
+    DOMAIN,
+    DOWNLOAD_GAP_TIMEOUT,
+    DOWNLOAD_TIMEOUT,
+    EVENT_JOB,
+    FlashStatus,
+)
 from .peerlink import (
     Connected,
     Disconnected,
+    DownloadResult,
     Identity,
     JobOutput,
     JobStateChanged,
+    JobStatus,
     NotConnectedError,
     NotPairedError,
     PeerLinkClient,
     PeerLinkEvent,
     PinMismatchError,
+    QueueStatus,
+    ServerInfo,
+    new_job_id,
 )
 from .store import BuildStore
+from .stored_build import StoredBuild
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,6 +65,26 @@ KEEP_JOBS = 100  # jobs whose configuration and output tail we remember
 IDENTITY_STORAGE_KEY = f"{DOMAIN}.identity"
 IDENTITY_STORAGE_VERSION = 1
 _IDENTITY: HassKey[Identity] = HassKey(f"{DOMAIN}_identity")
+
+# Why a session ended, in words for the log (the codes are the client's and the server's).
+_DISCONNECT_WORDS: dict[str, str] = {
+    "peer_hung_up": "the server closed the connection",
+    "transport_error": "the connection broke",
+    "cannot_connect": "the server cannot be reached",
+    "heartbeat_timeout": "the server stopped answering",
+    "protocol_error": "the server sent something the protocol does not allow",
+    "superseded": "another session with our identity replaced this one",
+    "client_stopped": "Home Assistant closed the link",
+    "server_shutdown": "the server is shutting down",
+    "pin_mismatch": "the server presented a different key",
+    "no_approved_peer": "the server no longer accepts this Home Assistant",
+    "pending": "the server's admin has not approved this Home Assistant yet",
+}
+
+
+def describe_disconnect(reason: str) -> str:
+    """Say in words why a session ended; unknown codes are quoted as they are."""
+    return _DISCONNECT_WORDS.get(reason, f"the session ended ({reason})")
 
 
 @singleton(_IDENTITY, async_=True)
@@ -77,7 +115,6 @@ class RemoteBuildData:
     """What a loaded entry keeps at runtime."""
 
     link: RemoteBuildLink
-    store: BuildStore
 
 
 type RemoteBuildConfigEntry = ConfigEntry[RemoteBuildData]
@@ -95,10 +132,17 @@ class FlashProgress:
 class RemoteBuildLink:
     """One paired build server as Home Assistant sees it."""
 
-    def __init__(self, hass: HomeAssistant, entry: ConfigEntry, identity: Identity) -> None:
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: RemoteBuildConfigEntry,
+        identity: Identity,
+        store: BuildStore,
+    ) -> None:
         self._hass = hass
         self._entry = entry
-        self.client = PeerLinkClient(
+        self.store = store
+        self._client = PeerLinkClient(
             async_get_clientsession(hass),
             entry.data[CONF_HOST],
             entry.data[CONF_PORT],
@@ -108,13 +152,70 @@ class RemoteBuildLink:
         )
         self.last_job: JobStateChanged | None = None
         self.flash: FlashProgress | None = None
-        # One artifact download per server at a time (the server allows no more).
-        self.download_lock = asyncio.Lock()
         self._configurations: dict[str, str] = {}
         self._output: dict[str, deque[str]] = {}
         self._listeners: list[Callable[[], None]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._unavailable_logged = False
+
+    # --- what the server is doing -------------------------------------------------------
+
+    @property
+    def server_pin(self) -> str:
+        """The pin of the server's key: the entry's identity."""
+        pin: str = self._entry.data[CONF_PIN]
+        return pin
+
+    @property
+    def connected(self) -> bool:
+        """Tell whether a session is open right now."""
+        return self._client.connected
+
+    @property
+    def running(self) -> bool:
+        """Tell whether the link still tries to connect (it gave up after a refusal)."""
+        return self._client.running
+
+    @property
+    def stopped_reason(self) -> str | None:
+        """Why the link gave up, if it did."""
+        return self._client.stopped_reason
+
+    @property
+    def last_error(self) -> Exception | None:
+        """The failure that ended the last attempt to connect, if any."""
+        return self._client.last_error
+
+    @property
+    def queue(self) -> QueueStatus | None:
+        """The server's queue as of its last report."""
+        return self._client.queue
+
+    @property
+    def server_info(self) -> ServerInfo | None:
+        """What the server said about itself when the session opened."""
+        return self._client.server_info
+
+    def recent_jobs(self) -> list[JobStateChanged]:
+        """Return the latest known state of our recent jobs, oldest first."""
+        return list(self._client.jobs.values())
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        """Return the last status this session saw for ``job_id``."""
+        known = self._client.jobs.get(job_id)
+        return known.status if known is not None else None
+
+    def configuration_of(self, job_id: str) -> str | None:
+        """Return the configuration of a job submitted since this entry was loaded."""
+        return self._configurations.get(job_id)
+
+    def failure_reason(self, job: JobStateChanged) -> str:
+        """Explain a failed job: the server's message, else the tail of its output."""
+        if job.error_message:
+            return job.error_message
+        return " | ".join(self._output.get(job.job_id, ()))
+
+    # --- life-cycle ---------------------------------------------------------------------
 
     @property
     def _issue_id(self) -> str:
@@ -122,21 +223,26 @@ class RemoteBuildLink:
 
     async def async_start(self) -> None:
         """Start connecting in the background."""
-        self._unsubscribe = self.client.subscribe(self._on_event)
-        await self.client.start()
+        self._unsubscribe = self._client.subscribe(self._on_event)
+        await self._client.start()
 
     async def async_stop(self) -> None:
         """Say goodbye to the server and stop reconnecting."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        await self.client.stop()
+        await self._client.stop()
+
+    @callback
+    def reconnect_now(self) -> None:
+        """Cut the reconnect back-off short (the server was just seen again)."""
+        self._client.reconnect_now()
 
     async def async_wait_connected(self) -> None:
         """Give a reconnecting session a moment; fail at once if the link gave up."""
-        if not self.client.running:
-            raise NotConnectedError(f"the link stopped: {self.client.stopped_reason}")
-        await self.client.wait_connected(CONNECT_WAIT)
+        if not self._client.running:
+            raise NotConnectedError(f"the link stopped: {self._client.stopped_reason}")
+        await self._client.wait_connected(CONNECT_WAIT)
 
     @callback
     def async_add_listener(self, update: Callable[[], None]) -> Callable[[], None]:
@@ -144,34 +250,67 @@ class RemoteBuildLink:
         self._listeners.append(update)
         return lambda: self._listeners.remove(update)
 
-    async def async_submit(self, bundle: Path, configuration: str) -> str:
-        """Submit a bundle as a new job and return its id.
+    # --- jobs ---------------------------------------------------------------------------
+
+    async def async_submit(self, config_dir: Path, configuration: str) -> str:
+        """Bundle a device configuration off the loop, submit it, and return the job's id.
 
         The id is chosen and remembered before the upload: the server's first state
         change can arrive before the upload call returns, and its event should already
-        name the configuration.
+        name the configuration.  The bundle holds secrets: it lives in the store's
+        private scratch folder and is removed whatever happens.
         """
-        job_id = secrets.token_hex(6)
+        await self.async_wait_connected()
+        job_id = new_job_id()
         self._configurations[job_id] = configuration
         if len(self._configurations) > KEEP_JOBS:  # an entry lives for months: stay bounded
             oldest = next(iter(self._configurations))
             del self._configurations[oldest]
             self._output.pop(oldest, None)
         try:
-            return await self.client.submit_job(bundle, configuration, job_id=job_id)
+            async with self.store.async_temporary_file("bundle.tar.gz") as bundle:
+                await self._hass.async_add_executor_job(
+                    write_config_bundle, config_dir, configuration, bundle
+                )
+                await self._client.submit_job(bundle, configuration, job_id=job_id)
         except BaseException:
             del self._configurations[job_id]
             raise
+        return job_id
 
-    def configuration_of(self, job_id: str) -> str | None:
-        """Return the configuration of a job submitted since this entry was loaded."""
-        return self._configurations.get(job_id)
+    async def async_wait_for_job(self, job_id: str, timeout: float) -> JobStateChanged:
+        """Wait until a job ends (or the session is lost)."""
+        return await self._client.wait_for_job(job_id, timeout)
+
+    async def async_cancel(self, job_id: str) -> None:
+        """Ask the server to cancel a job; the outcome arrives as a job event."""
+        await self.async_wait_connected()
+        await self._client.cancel_job(job_id)
+
+    async def async_download(self, job_id: str) -> StoredBuild:
+        """Return the stored build of one of this server's jobs, downloading it if needed."""
+        return await self.store.async_download(
+            job_id,
+            server_pin=self.server_pin,
+            configuration=self.configuration_of(job_id) or "",
+            fetch=partial(self._async_fetch, job_id),
+        )
+
+    async def _async_fetch(self, job_id: str, dest: Path) -> DownloadResult:
+        await self.async_wait_connected()
+        return await self._client.download_artifacts(
+            job_id, dest, timeout=DOWNLOAD_TIMEOUT, chunk_timeout=DOWNLOAD_GAP_TIMEOUT
+        )
+
+    # --- flashes ------------------------------------------------------------------------
 
     @callback
     def async_set_flash(self, flash: FlashProgress) -> None:
         """Show a flash of one of this server's builds on the entities."""
         self.flash = flash
         self._notify()
+
+    # --- events -------------------------------------------------------------------------
 
     @callback
     def _notify(self) -> None:
@@ -202,12 +341,6 @@ class RemoteBuildLink:
         if event.job_id in self._configurations and (line := event.line.strip()):
             self._output.setdefault(event.job_id, deque(maxlen=OUTPUT_TAIL_LINES)).append(line)
 
-    def failure_reason(self, job: JobStateChanged) -> str:
-        """Explain a failed job: the server's message, else the tail of its output."""
-        if job.error_message:
-            return job.error_message
-        return " | ".join(self._output.get(job.job_id, ())) or "no reason given"
-
     def _on_connected(self, event: Connected) -> None:
         if self._unavailable_logged:
             _LOGGER.info("Build server %s is connected again", self._entry.title)
@@ -215,7 +348,7 @@ class RemoteBuildLink:
         ir.async_delete_issue(self._hass, DOMAIN, self._issue_id)
         registry = dr.async_get(self._hass)
         device = registry.async_get_device_by_identifier(
-            (DOMAIN, self._entry.data[CONF_PIN]), self._entry.entry_id
+            (DOMAIN, self.server_pin), self._entry.entry_id
         )
         if device is not None:
             registry.async_update_device(
@@ -224,18 +357,23 @@ class RemoteBuildLink:
 
     def _on_disconnected(self, event: Disconnected) -> None:
         if not self._unavailable_logged:
-            _LOGGER.info("Build server %s is unavailable: %s", self._entry.title, event.reason)
+            _LOGGER.info(
+                "Build server %s is unavailable: %s",
+                self._entry.title,
+                describe_disconnect(event.reason),
+            )
             self._unavailable_logged = True
         if not event.terminal:
             return
-        if isinstance(event.error, PinMismatchError):
-            translation_key = "server_key_changed"
-        elif isinstance(event.error, NotPairedError):
-            translation_key = "pairing_revoked"
-        else:
-            translation_key = "identity_in_use"
-        if translation_key != "identity_in_use":
+        if isinstance(event.error, NotPairedError):
+            # Pairing again is the fix, and the reauth notice says so: one message, not two.
             self._entry.async_start_reauth(self._hass)
+            return
+        # A changed key cannot be fixed by pairing again with whoever answers now; a second
+        # installation with our identity is not fixed by pairing at all.  Explain instead.
+        translation_key = (
+            "server_key_changed" if isinstance(event.error, PinMismatchError) else "identity_in_use"
+        )
         ir.async_create_issue(
             self._hass,
             DOMAIN,
@@ -243,7 +381,7 @@ class RemoteBuildLink:
             is_fixable=False,
             severity=ir.IssueSeverity.ERROR,
             translation_key=translation_key,
-            translation_placeholders={"name": self._entry.title, "reason": event.reason},
+            translation_placeholders={"name": self._entry.title},
         )
 
     def _on_job(self, event: JobStateChanged) -> None:

@@ -19,6 +19,9 @@ from .peerlink import JobStatus
 
 PARALLEL_UPDATES = 0
 
+# The last-job sensor's state before this server ran any job for us: a fact, not "unknown".
+NO_JOB = "none"
+
 QUEUE_DEPTH = SensorEntityDescription(
     key="queue_depth",
     translation_key="queue_depth",
@@ -28,7 +31,7 @@ LAST_JOB = SensorEntityDescription(
     key="last_job",
     translation_key="last_job",
     device_class=SensorDeviceClass.ENUM,
-    options=[status.value for status in JobStatus],
+    options=[NO_JOB, *(status.value for status in JobStatus)],
 )
 
 
@@ -49,12 +52,12 @@ class RemoteBuildQueueSensor(RemoteBuildEntity, SensorEntity):
     @property
     def available(self) -> bool:
         """Only a live session knows the queue."""
-        return self._link.client.connected
+        return self._link.connected
 
     @property
     def native_value(self) -> int | None:
         """Return the number of queued jobs."""
-        queue = self._link.client.queue
+        queue = self._link.queue
         return queue.queue_depth if queue is not None else None
 
 
@@ -62,10 +65,10 @@ class RemoteBuildLastJobSensor(RemoteBuildEntity, SensorEntity):
     """The last job state change of our jobs; stays readable while disconnected."""
 
     @property
-    def native_value(self) -> str | None:
+    def native_value(self) -> str:
         """Return the last job's status."""
         job = self._link.last_job
-        return job.status.value if job is not None else None
+        return job.status.value if job is not None else NO_JOB
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
@@ -75,11 +78,12 @@ class RemoteBuildLastJobSensor(RemoteBuildEntity, SensorEntity):
         """
         attributes: dict[str, Any] = {}
         if (job := self._link.last_job) is not None:
-            attributes |= {
-                "job_id": job.job_id,
-                "configuration": self._link.configuration_of(job.job_id),
-                "error_message": job.error_message or None,
-            }
+            attributes["job_id"] = job.job_id
+            if configuration := self._link.configuration_of(job.job_id):
+                attributes["configuration"] = configuration
+            # Only a failure has a message; an empty one would read "unknown".
+            if job.error_message:
+                attributes["error_message"] = job.error_message
         if (flash := self._link.flash) is not None:
             attributes |= {
                 "flash_job_id": flash.job_id,

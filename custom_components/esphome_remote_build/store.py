@@ -1,20 +1,21 @@
-"""The on-disk store of downloaded builds.
+"""The on-disk store of downloaded builds (layout: ``docs/store.md``).
 
 A build is flashed long after it was downloaded, maybe after a restart, so its images and
-what is needed to flash them (offsets, platform, hashes) live in
+what is needed to flash them (offsets, platform, hashes, the server it came from) live in
 ``<root>/<job_id>/`` next to a ``manifest.json`` of our own.  The folder appears in one
 ``rename`` only after every check passed: a reader either sees a complete build or none,
-and a failed or cancelled commit leaves no trace.  Builds may embed Wi-Fi credentials and
-API keys, so every folder is 0700 and every file 0600 whatever the umask says.
+and a failed or cancelled download or commit leaves no trace.  Builds may embed Wi-Fi
+credentials and API keys, so every folder is 0700 and every file 0600 whatever the umask.
 
-The module is free of Home Assistant: the HA layer owns one :class:`BuildStore` per root
-and maps :class:`StoreError` ``reason`` strings to translated errors.
+Reading needs no write access: only a write (a download, a delete) creates the root,
+forces its mode and sweeps the debris of interrupted commits, so a store on a read-only
+filesystem still flashes what it holds.  The module is free of Home Assistant.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,25 +24,28 @@ import itertools
 import json
 import logging
 import os
-from pathlib import Path, PurePosixPath
-import re
+from pathlib import Path
 import secrets
 import shutil
 import stat
 import threading
-from typing import Any
+from typing import Protocol
 import weakref
 
-from .artifacts import ArtifactsError, ImageSet, read_image_set
+from .artifacts import read_image_set
+from .peerlink import is_valid_job_id
+from .store_errors import ForeignBuildError, InvalidJobIdError, StoreError
+from .stored_build import (
+    IMAGES_DIR,
+    MANIFEST_NAME,
+    BuildOrigin,
+    StoredBuild,
+    build_manifest,
+    corrupt,
+    parse_manifest,
+)
 
 _LOGGER = logging.getLogger(__name__)
-
-#: Builds kept per device when the caller does not say otherwise.
-DEFAULT_KEEP_LAST = 3
-
-MANIFEST_NAME = "manifest.json"
-MANIFEST_SCHEMA = 1
-IMAGES_DIR = "images"
 
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
@@ -49,96 +53,36 @@ _TMP_PREFIX = ".tmp-"
 _MANIFEST_MAX_BYTES = 1 << 20
 _HASH_CHUNK = 1 << 20
 
-_JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-# Empty = an image without a fixed flash address (artifacts.NO_FLASH_OFFSET).
-_OFFSET_RE = re.compile(r"^(0x[0-9a-f]{1,16})?$")
-
-
-class StoreError(Exception):
-    """A build could not be stored, read or removed; ``reason`` is a stable key."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class InvalidJobIdError(StoreError):
-    """A job id that cannot safely become a folder name."""
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__("invalid_job_id", f"invalid job id {job_id!r}")
-
 
 def validate_job_id(job_id: str) -> str:
     """Return ``job_id`` if it is safe as a single path component, else raise."""
-    if not _JOB_ID_RE.fullmatch(job_id):
+    if not is_valid_job_id(job_id):
         raise InvalidJobIdError(job_id)
     return job_id
 
 
-@dataclass(frozen=True, slots=True)
-class StoredImage:
-    """One stored image; ``path`` is absolute, inside the build's folder."""
+class Fetched(Protocol):
+    """What a finished download tells the store about the file it wrote."""
 
-    name: str
-    offset: str
-    size: int
-    sha256: str
-    path: Path
+    @property
+    def sha256(self) -> str:
+        """The SHA-256 the download verified the file against."""
+
+    @property
+    def firmware_offset(self) -> str:
+        """Where the build's firmware image goes in flash."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredBuild:
-    """A committed build as recorded by its manifest."""
-
-    job_id: str
-    device_name: str
-    platform: str
-    target_platform: str
-    firmware_offset: str
-    artifacts_sha256: str
-    directory: Path
-    images: tuple[StoredImage, ...]
-    created_at: str
-    server_pin: str
-    configuration: str
-
-    def as_response(self) -> dict[str, Any]:
-        """Shape the build as the ``download_artifacts`` service response (DESIGN.md)."""
-        return {
-            "job_id": self.job_id,
-            "device_name": self.device_name,
-            "platform": self.platform,
-            "target_platform": self.target_platform,
-            "firmware_offset": self.firmware_offset,
-            "artifacts_sha256": self.artifacts_sha256,
-            "directory": str(self.directory),
-            "images": [
-                {
-                    "name": image.name,
-                    "offset": image.offset,
-                    "size": image.size,
-                    "sha256": image.sha256,
-                    "path": str(image.path),
-                }
-                for image in self.images
-            ],
-            "created_at": self.created_at,
-            "configuration": self.configuration,
-        }
+type Fetch = Callable[[Path], Awaitable[Fetched]]
 
 
 @dataclass(frozen=True, slots=True)
 class _Commit:
     """Everything the executor job needs to commit one build."""
 
-    job_id: str
+    origin: BuildOrigin
     tarball: Path
     firmware_offset: str
-    artifacts_sha256: str
-    server_pin: str
-    configuration: str
 
 
 def _utcnow() -> datetime:
@@ -149,101 +93,89 @@ class BuildStore:
     """Atomic, private, idempotent storage of builds under one root folder.
 
     Use one instance per root in a process: it serialises work on the same job id and
-    sweeps the debris of interrupted commits on first use, which would be unsafe if two
-    instances shared a root.
+    sweeps the debris of interrupted commits before its first write, which would be unsafe
+    if two instances shared a root.
     """
 
     def __init__(self, root: Path, *, clock: Callable[[], datetime] = _utcnow) -> None:
         self.root = root
         self._clock = clock
-        # Our own download folder carries the .tmp- prefix so a later run sweeps it.
-        self._downloads = root / f"{_TMP_PREFIX}downloads-{secrets.token_hex(4)}"
+        # Our own temporary folder carries the .tmp- prefix so a later run sweeps it.
+        self._scratch = root / f"{_TMP_PREFIX}scratch-{secrets.token_hex(4)}"
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._ready = False
-        self._ready_lock = asyncio.Lock()
+        self._writable = False
+        self._writable_lock = asyncio.Lock()
 
     # -- public API ---------------------------------------------------------------------
 
-    def tmp_dir(self) -> Path:
-        """Return a private folder for downloads, on the store's filesystem.
+    @contextlib.asynccontextmanager
+    async def async_temporary_file(self, name: str) -> AsyncIterator[Path]:
+        """Lend a private path on the store's filesystem; it is gone afterwards, always.
 
-        Creating a couple of folders is a metadata operation, cheap enough for the loop;
-        it lets the downloader start before any other store call.
+        For what must never be readable by others on its way elsewhere (a config bundle
+        with secrets, a download before its commit).
         """
+        await self._async_writable()
+        path = self._scratch / f"{secrets.token_hex(8)}-{name}"
         try:
-            _make_private_dirs(self._downloads)
-        except OSError as err:
-            raise StoreError("storage_failed", f"cannot create {self._downloads}: {err}") from err
-        return self._downloads
+            yield path
+        finally:
+            await asyncio.to_thread(_remove, path)
 
-    async def async_commit(
-        self,
-        *,
-        job_id: str,
-        tarball: Path,
-        firmware_offset: str,
-        artifacts_sha256: str,
-        server_pin: str,
-        configuration: str,
+    async def async_download(
+        self, job_id: str, *, server_pin: str, configuration: str, fetch: Fetch
     ) -> StoredBuild:
-        """Verify and unpack ``tarball`` into the store, or return the build already stored.
+        """Return the stored build of ``job_id``, fetching and committing it first if needed.
 
-        Raises :class:`StoreError` whose ``reason`` is ``invalid_job_id``, one of the
-        artifacts package's (``invalid_artifacts``, ``unsafe_tarball``, ``artifacts_error``),
-        ``artifacts_mismatch``, ``storage_failed`` or ``corrupt_build`` (the stored build
-        of this job is damaged).  The tarball is left for the caller to remove.
+        ``fetch`` writes the artifacts tarball to the path it is given and says what it
+        verified; the tarball never outlives this call.  A build of the same job id from
+        another server raises :class:`ForeignBuildError`.
         """
-        request = _Commit(
-            job_id=validate_job_id(job_id),
-            tarball=tarball,
-            firmware_offset=firmware_offset,
-            artifacts_sha256=artifacts_sha256.lower(),
-            server_pin=server_pin,
-            configuration=configuration,
-        )
-        await self._async_ready()
-        async with self._lock(job_id):
-            abort = threading.Event()
-            job = asyncio.get_running_loop().run_in_executor(
-                None, self._commit_blocking, request, abort
+        if (stored := await self.async_get(job_id, server_pin=server_pin)) is not None:
+            return stored
+        async with self.async_temporary_file(f"{validate_job_id(job_id)}.tar.gz") as tarball:
+            fetched = await fetch(tarball)
+            return await self._async_commit(
+                _Commit(
+                    origin=BuildOrigin(
+                        job_id=job_id,
+                        server_pin=server_pin,
+                        configuration=configuration,
+                        artifacts_sha256=fetched.sha256.lower(),
+                    ),
+                    tarball=tarball,
+                    firmware_offset=fetched.firmware_offset,
+                )
             )
-            try:
-                return await asyncio.shield(job)
-            except asyncio.CancelledError:
-                # The thread cannot be interrupted; tell it not to publish, and wait so
-                # that neither a temporary folder nor a racing commit outlives us.
-                abort.set()
-                with contextlib.suppress(Exception):
-                    await job
-                raise
 
-    async def async_get(self, job_id: str) -> StoredBuild | None:
-        """Load a stored build (manifest checked, files present with the right sizes)."""
+    async def async_get(self, job_id: str, *, server_pin: str | None = None) -> StoredBuild | None:
+        """Load a stored build (manifest checked, files present with the right sizes).
+
+        With ``server_pin``, a build of that job id from another server is an error.
+        """
         validate_job_id(job_id)
-        await self._async_ready()
-        return await asyncio.to_thread(self._load, job_id)
+        build = await asyncio.to_thread(self._load, job_id)
+        if build is not None and server_pin is not None and build.server_pin != server_pin:
+            raise ForeignBuildError(job_id, build.server_pin)
+        return build
 
     async def async_verify(self, job_id: str) -> StoredBuild | None:
         """Like :meth:`async_get`, but also rehash every image (worth it before flashing)."""
         validate_job_id(job_id)
-        await self._async_ready()
         return await asyncio.to_thread(self._verify_blocking, job_id)
 
     async def async_list(self) -> list[StoredBuild]:
         """Return every readable build, newest first; unreadable ones are logged."""
-        await self._async_ready()
         return await asyncio.to_thread(self._list_blocking)
 
     async def async_delete(self, job_id: str) -> bool:
         """Remove a build (readable or not); ``False`` when there was none."""
         validate_job_id(job_id)
-        await self._async_ready()
+        await self._async_writable()
         async with self._lock(job_id):
             return await asyncio.to_thread(self._delete_blocking, job_id)
 
-    async def async_keep_last(
-        self, keep: int = DEFAULT_KEEP_LAST, device_name: str | None = None
-    ) -> list[str]:
+    async def async_keep_last(self, keep: int, device_name: str | None = None) -> list[str]:
         """Keep the newest ``keep`` builds of each device (or of one); return the removed ids."""
         if keep < 0:
             raise ValueError(f"keep must be >= 0, got {keep}")
@@ -265,25 +197,44 @@ class BuildStore:
             lock = self._locks[job_id] = asyncio.Lock()
         return lock
 
-    async def _async_ready(self) -> None:
-        """Create the root and sweep leftovers once, before any other work touches it."""
-        if self._ready:
+    async def _async_commit(self, request: _Commit) -> StoredBuild:
+        """Verify and unpack a tarball into the store, or return the build already stored."""
+        await self._async_writable()
+        async with self._lock(request.origin.job_id):
+            abort = threading.Event()
+            job = asyncio.get_running_loop().run_in_executor(
+                None, self._commit_blocking, request, abort
+            )
+            try:
+                return await asyncio.shield(job)
+            except asyncio.CancelledError:
+                # The thread cannot be interrupted; tell it not to publish, and wait so
+                # that neither a temporary folder nor a racing commit outlives us.
+                abort.set()
+                with contextlib.suppress(Exception):
+                    await job
+                raise
+
+    async def _async_writable(self) -> None:
+        """Before the first write: create the root and our scratch folder, sweep leftovers."""
+        if self._writable:
             return
-        async with self._ready_lock:
-            if not self._ready:
+        async with self._writable_lock:
+            if not self._writable:
                 await asyncio.to_thread(self._prepare_blocking)
-                self._ready = True
+                self._writable = True
 
     def _prepare_blocking(self) -> None:
         try:
             _make_private_dirs(self.root)
             self.root.chmod(_DIR_MODE)
             for entry in os.scandir(self.root):
-                if entry.name.startswith(_TMP_PREFIX) and entry.path != str(self._downloads):
+                if entry.name.startswith(_TMP_PREFIX):
                     _LOGGER.debug("Removing leftover %s", entry.path)
                     _remove(Path(entry.path))
+            _make_private_dirs(self._scratch)
         except OSError as err:
-            raise StoreError("storage_failed", f"cannot prepare {self.root}: {err}") from err
+            raise StoreError(f"cannot prepare {self.root}: {err}") from err
 
     def _build_dir(self, job_id: str) -> Path:
         return self.root / job_id
@@ -295,11 +246,12 @@ class BuildStore:
         return path
 
     def _commit_blocking(self, request: _Commit, abort: threading.Event) -> StoredBuild:
-        final = self._build_dir(request.job_id)
+        job_id = request.origin.job_id
+        final = self._build_dir(job_id)
         try:
-            if (stored := self._load(request.job_id)) is not None:
+            if (stored := self._load(job_id)) is not None:
                 return stored
-            tmp = self._new_tmp(request.job_id)
+            tmp = self._new_tmp(job_id)
             try:
                 # The reader hashes the file in its first pass, before writing any image,
                 # so the manifest's artifacts_sha256 is a fact about this file, not a claim.
@@ -307,56 +259,32 @@ class BuildStore:
                     request.tarball,
                     request.firmware_offset,
                     tmp / IMAGES_DIR,
-                    expected_sha256=request.artifacts_sha256,
+                    expected_sha256=request.origin.artifacts_sha256,
                 )
-                manifest = self._manifest(request, image_set, tmp)
+                manifest = build_manifest(
+                    request.origin, image_set, tmp, self._clock().astimezone(UTC)
+                )
                 # Parse what we are about to write: a build we could not load is never
                 # published.
-                _parse_manifest(tmp, request.job_id, manifest)
-                _seal_images(tmp, image_set)
+                parse_manifest(tmp, job_id, manifest)
+                _seal_images(tmp, [image.path for image in image_set.images])
                 _write_private(tmp / MANIFEST_NAME, json.dumps(manifest, indent=2).encode())
                 _fsync(tmp, _DIR_MODE)
                 if abort.is_set():
-                    raise StoreError("cancelled", f"commit of {request.job_id} was cancelled")
+                    raise StoreError(f"commit of {job_id} was cancelled")
                 try:
                     tmp.rename(final)
                 except OSError:
                     # Another writer may have published the same job first; theirs stands.
-                    if (stored := self._load(request.job_id)) is None:
+                    if (stored := self._load(job_id)) is None:
                         raise
                     return stored
                 _fsync(self.root, _DIR_MODE)
-                return _parse_manifest(final, request.job_id, manifest)
+                return parse_manifest(final, job_id, manifest)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-        except ArtifactsError as err:
-            raise StoreError(err.reason, f"{request.job_id}: {err}") from err
         except OSError as err:
-            raise StoreError("storage_failed", f"{request.job_id}: {err}") from err
-
-    def _manifest(self, request: _Commit, image_set: ImageSet, tmp: Path) -> dict[str, Any]:
-        return {
-            "schema": MANIFEST_SCHEMA,
-            "job_id": request.job_id,
-            "device_name": image_set.device_name,
-            "platform": image_set.platform,
-            "target_platform": image_set.target_platform,
-            "firmware_offset": image_set.firmware_offset,
-            "artifacts_sha256": request.artifacts_sha256,
-            "server_pin": request.server_pin,
-            "configuration": request.configuration,
-            "created_at": self._clock().astimezone(UTC).isoformat(),
-            "images": [
-                {
-                    "name": image.name,
-                    "offset": image.offset,
-                    "size": image.size,
-                    "sha256": image.sha256,
-                    "file": image.path.relative_to(tmp).as_posix(),
-                }
-                for image in image_set.images
-            ],
-        }
+            raise StoreError(f"{job_id}: {err}") from err
 
     def _load(self, job_id: str) -> StoredBuild | None:
         directory = self._build_dir(job_id)
@@ -365,14 +293,14 @@ class BuildStore:
         except FileNotFoundError:
             return None
         except OSError as err:
-            raise StoreError("storage_failed", f"{job_id}: {err}") from err
+            raise StoreError(f"{job_id}: {err}") from err
         if not stat.S_ISDIR(mode):
-            raise _corrupt(job_id, "not a real folder")
+            raise corrupt(job_id, "not a real folder")
         try:
             manifest = json.loads(_read_private(directory / MANIFEST_NAME))
         except (OSError, ValueError) as err:
-            raise _corrupt(job_id, f"unreadable manifest: {err}") from err
-        return _parse_manifest(directory, job_id, manifest)
+            raise corrupt(job_id, f"unreadable manifest: {err}") from err
+        return parse_manifest(directory, job_id, manifest)
 
     def _verify_blocking(self, job_id: str) -> StoredBuild | None:
         build = self._load(job_id)
@@ -382,19 +310,21 @@ class BuildStore:
             try:
                 digest = _sha256_file(image.path)
             except OSError as err:
-                raise _corrupt(job_id, f"{image.name}: {err}") from err
+                raise corrupt(job_id, f"{image.name}: {err}") from err
             if digest != image.sha256:
-                raise _corrupt(job_id, f"{image.name} does not match its sha256")
+                raise corrupt(job_id, f"{image.name} does not match its sha256")
         return build
 
     def _list_blocking(self) -> list[StoredBuild]:
         builds: list[StoredBuild] = []
         try:
             names = sorted(entry.name for entry in os.scandir(self.root))
+        except FileNotFoundError:
+            return builds  # nothing was ever stored
         except OSError as err:
-            raise StoreError("storage_failed", f"cannot list {self.root}: {err}") from err
+            raise StoreError(f"cannot list {self.root}: {err}") from err
         for name in names:
-            if not _JOB_ID_RE.fullmatch(name):
+            if not is_valid_job_id(name):
                 continue
             try:
                 build = self._load(name)
@@ -415,96 +345,9 @@ class BuildStore:
         except FileNotFoundError:
             return False
         except OSError as err:
-            raise StoreError("storage_failed", f"cannot delete {job_id}: {err}") from err
+            raise StoreError(f"cannot delete {job_id}: {err}") from err
         _remove(trash)
         return True
-
-
-# -- manifest validation ----------------------------------------------------------------
-
-
-def _corrupt(job_id: str, detail: str) -> StoreError:
-    return StoreError("corrupt_build", f"stored build {job_id}: {detail}")
-
-
-def _field[T](data: Mapping[str, Any], key: str, kind: type[T], job_id: str) -> T:
-    value = data.get(key)
-    # bool is an int to Python, never to us.
-    if not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool):
-        raise _corrupt(job_id, f"{key!r} is missing or not a {kind.__name__}")
-    return value
-
-
-def _matching(data: Mapping[str, Any], key: str, pattern: re.Pattern[str], job_id: str) -> str:
-    value = _field(data, key, str, job_id)
-    if not pattern.fullmatch(value):
-        raise _corrupt(job_id, f"{key!r} is malformed")
-    return value
-
-
-def _parse_manifest(directory: Path, job_id: str, manifest: object) -> StoredBuild:
-    """Check every field and every image file, so a tampered manifest never reaches a flash."""
-    if not isinstance(manifest, dict):
-        raise _corrupt(job_id, "manifest is not an object")
-    if _field(manifest, "schema", int, job_id) != MANIFEST_SCHEMA:
-        raise _corrupt(job_id, "unknown manifest schema")
-    if _field(manifest, "job_id", str, job_id) != job_id:
-        raise _corrupt(job_id, "manifest belongs to another job")
-    created_at = _field(manifest, "created_at", str, job_id)
-    try:
-        moment = datetime.fromisoformat(created_at)
-    except ValueError as err:
-        raise _corrupt(job_id, "'created_at' is not an ISO time") from err
-    if moment.utcoffset() is None:
-        raise _corrupt(job_id, "'created_at' has no time zone")
-    entries = _field(manifest, "images", list, job_id)
-    if not entries:
-        raise _corrupt(job_id, "no images")
-    return StoredBuild(
-        job_id=job_id,
-        device_name=_field(manifest, "device_name", str, job_id),
-        platform=_field(manifest, "platform", str, job_id),
-        target_platform=_field(manifest, "target_platform", str, job_id),
-        firmware_offset=_matching(manifest, "firmware_offset", _OFFSET_RE, job_id),
-        artifacts_sha256=_matching(manifest, "artifacts_sha256", _SHA256_RE, job_id),
-        directory=directory,
-        images=tuple(_parse_image(directory, job_id, entry) for entry in entries),
-        created_at=created_at,
-        server_pin=_field(manifest, "server_pin", str, job_id),
-        configuration=_field(manifest, "configuration", str, job_id),
-    )
-
-
-def _parse_image(directory: Path, job_id: str, entry: object) -> StoredImage:
-    if not isinstance(entry, dict):
-        raise _corrupt(job_id, "image entry is not an object")
-    name = _field(entry, "name", str, job_id)
-    size = _field(entry, "size", int, job_id)
-    path = _image_path(directory, job_id, _field(entry, "file", str, job_id))
-    try:
-        info = os.lstat(path)
-    except OSError as err:
-        raise _corrupt(job_id, f"{name}: {err}") from err
-    if not stat.S_ISREG(info.st_mode) or info.st_size != size:
-        raise _corrupt(job_id, f"{name} is not a regular file of {size} bytes")
-    return StoredImage(
-        name=name,
-        offset=_matching(entry, "offset", _OFFSET_RE, job_id),
-        size=size,
-        sha256=_matching(entry, "sha256", _SHA256_RE, job_id),
-        path=path,
-    )
-
-
-def _image_path(directory: Path, job_id: str, file: str) -> Path:
-    """Resolve a manifest file name, refusing anything that leaves the build's folder."""
-    relative = PurePosixPath(file)
-    if relative.is_absolute() or not relative.parts or ".." in relative.parts:
-        raise _corrupt(job_id, f"image file {file!r} is not a plain relative path")
-    path = directory.joinpath(*relative.parts)
-    if not path.resolve().is_relative_to(directory.resolve()):
-        raise _corrupt(job_id, f"image file {file!r} leaves the build folder")
-    return path
 
 
 # -- file helpers -----------------------------------------------------------------------
@@ -536,10 +379,10 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _seal_images(tmp: Path, image_set: ImageSet) -> None:
+def _seal_images(tmp: Path, images: list[Path]) -> None:
     """Force the modes and flush the images before the rename makes them visible."""
-    for image in image_set.images:
-        _fsync(image.path, _FILE_MODE)
+    for image in images:
+        _fsync(image, _FILE_MODE)
     _fsync(tmp / IMAGES_DIR, _DIR_MODE)
 
 

@@ -3,15 +3,19 @@
 One small hierarchy so the Home Assistant layer can map whole families to user-facing
 errors: *the build server sent something we will not touch* (unsafe), *the build output is
 unusable* (invalid), *the local configuration cannot be bundled* (bundle), and plain local
-I/O trouble (the base class).  Every exception carries a stable ``reason`` string the HA
-layer turns into a translation key.
+I/O trouble (the base class).  ``key``, a property of the class, is the translation key
+a user-facing layer looks up; the message is for logs.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class ArtifactsError(Exception):
     """Base class; raised as-is for local I/O failures (disk full, unreadable file)."""
+
+    key: ClassVar[str] = "artifacts_failed"
 
     reason: str = "artifacts_error"
 
@@ -23,11 +27,15 @@ class InvalidArtifactsError(ArtifactsError):
     firmware image, two members with the same basename, an unparsable flash offset.
     """
 
+    key = "invalid_artifacts"
+
     reason = "invalid_artifacts"
 
 
 class ArtifactsMismatchError(InvalidArtifactsError):
     """The tarball is not the one whose SHA-256 the download verified and reported."""
+
+    key = "artifacts_mismatch"
 
     reason = "artifacts_mismatch"
 
@@ -40,6 +48,8 @@ class UnsafeTarballError(InvalidArtifactsError):
     separate type lets callers log it louder (it hints at a hostile or broken server).
     """
 
+    key = "unsafe_tarball"
+
     reason = "unsafe_tarball"
 
 
@@ -49,5 +59,7 @@ class BundleError(ArtifactsError):
     Examples: a missing ``!include`` target, an undefined ``!secret``, a referenced file
     outside the configuration folder, a bundle over the upload size cap.
     """
+
+    key = "bundle_failed"
 
     reason = "bundle_error"

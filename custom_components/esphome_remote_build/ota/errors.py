@@ -4,7 +4,8 @@ One hierarchy so the Home Assistant layer can map families to user-facing errors
 network failed (``OTANetworkError``, the only family the client retries), the device
 refused (``OTADeviceError`` and the auth/encryption families, ``.code`` set to the byte the
 device sent), or we refused locally before risking the image (``code`` is ``None``).
-Every exception carries a stable ``reason`` string the HA layer turns into a translation key.
+``key``, a property of the class (of the result code for :class:`OTADeviceError`), is the
+translation key a user-facing layer looks up; ``reason`` is the short code of the failure.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Final, NamedTuple
 
 class OTAError(Exception):
     """Base class of every OTA failure."""
+
+    key: str = "ota_failed"
 
     reason: str = "error"
 
@@ -26,17 +29,23 @@ class OTAError(Exception):
 class OTANetworkError(OTAError):
     """The connection failed, timed out or was closed; a new attempt may succeed."""
 
+    key = "ota_network_error"
+
     reason = "network_error"
 
 
 class OTATimeoutError(OTANetworkError):
     """The device did not answer within the phase's timeout."""
 
+    key = "ota_timeout"
+
     reason = "timeout"
 
 
 class OTAResolveError(OTANetworkError):
     """The host name did not resolve to any address."""
+
+    key = "ota_cannot_resolve"
 
     reason = "cannot_resolve"
 
@@ -48,11 +57,15 @@ class OTAMaybeCommittedError(OTAError):
     upload could flash a device that already updated. Wait for it to come back instead.
     """
 
+    key = "ota_may_be_committing"
+
     reason = "may_be_committing"
 
 
 class OTAProtocolError(OTAError):
     """The device answered with a byte the protocol does not allow at that point."""
+
+    key = "ota_protocol_error"
 
     reason = "protocol_error"
 
@@ -60,11 +73,15 @@ class OTAProtocolError(OTAError):
 class OTAUnsupportedError(OTAError):
     """The device cannot take this kind of upload (partition table / bootloader)."""
 
+    key = "ota_unsupported_type"
+
     reason = "unsupported_ota_type"
 
 
 class OTAImageError(OTAError):
     """The image to upload could not be read or is empty."""
+
+    key = "ota_image_error"
 
     reason = "invalid_image"
 
@@ -72,11 +89,15 @@ class OTAImageError(OTAError):
 class OTAAuthenticationError(OTAError):
     """The device rejected the password."""
 
+    key = "ota_invalid_auth"
+
     reason = "invalid_auth"
 
 
 class OTAPasswordRequiredError(OTAAuthenticationError):
     """The device asks for a password and none was given."""
+
+    key = "ota_password_required"
 
     reason = "password_required"
 
@@ -84,11 +105,15 @@ class OTAPasswordRequiredError(OTAAuthenticationError):
 class OTAEncryptionError(OTAError):
     """Base class of the Noise encryption failures."""
 
+    key = "ota_encryption_failed"
+
     reason = "encryption_error"
 
 
 class OTAEncryptionRequiredError(OTAEncryptionError):
     """The device only accepts encrypted uploads and no key was given."""
+
+    key = "ota_encryption_required"
 
     reason = "encryption_required"
 
@@ -100,17 +125,23 @@ class OTAEncryptionUnavailableError(OTAEncryptionError):
     out in plaintext when the caller expected encryption.
     """
 
+    key = "ota_encryption_unavailable"
+
     reason = "encryption_unavailable"
 
 
 class OTAEncryptionKeyError(OTAEncryptionError):
     """The Noise handshake failed: the device and we hold different keys."""
 
+    key = "ota_encryption_key_rejected"
+
     reason = "encryption_key_rejected"
 
 
 class OTAInvalidKeyError(OTAEncryptionError):
     """The configured key is not a base64-encoded 32-byte value."""
+
+    key = "invalid_encryption_key"
 
     reason = "invalid_encryption_key"
 
@@ -123,6 +154,8 @@ class OTADeviceError(OTAError):
     def __init__(self, message: str, *, code: int, reason: str) -> None:
         super().__init__(message, code=code)
         self.reason = reason
+        # Each result code has its own message: it tells the user what to do about it.
+        self.key = f"ota_device_{reason}"
 
 
 class _CodeInfo(NamedTuple):

@@ -40,6 +40,7 @@ from .identity import (
     pin_emoji_names,
     pin_sha256_for_pubkey,
 )
+from .job_id import JOB_ID_PATTERN, is_valid_job_id, new_job_id
 from .models import (
     Connected,
     Disconnected,
@@ -54,6 +55,7 @@ from .models import (
 from .oneshot import pair_request, pair_status, preview
 
 __all__ = [
+    "JOB_ID_PATTERN",
     "CannotConnectError",
     "Connected",
     "Disconnected",
@@ -88,7 +90,9 @@ __all__ = [
     "SubmitTimeoutError",
     "UnknownJobError",
     "format_pin_hex",
+    "is_valid_job_id",
     "is_valid_pin",
+    "new_job_id",
     "pair_request",
     "pair_status",
     "pin_emoji",

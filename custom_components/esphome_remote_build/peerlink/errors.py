@@ -1,15 +1,23 @@
 """Exceptions of the peer-link client.
 
 One hierarchy so callers (the Home Assistant layer) can map whole families to user-facing
-errors: *cannot reach* vs *the server refused us* vs *the data we got is bad*.  Every
-exception carries a stable ``reason`` string; the HA layer turns it into a translation key.
+errors: *cannot reach* vs *the server refused us* vs *the data we got is bad*.
+
+Two separate facts travel with every exception: ``key``, a property of its class, names
+the kind of failure and is the translation key a user-facing layer looks up (one rule, no
+tables); ``reason`` is the short code the *peer* (or the protocol) gave for it, a value
+that a message may quote but never a sentence.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class PeerLinkError(Exception):
     """Base class of every peer-link failure."""
+
+    key: ClassVar[str] = "peer_link_failed"
 
     reason: str = "error"
 
@@ -17,11 +25,15 @@ class PeerLinkError(Exception):
 class CannotConnectError(PeerLinkError):
     """The server could not be reached, or the connection broke during the handshake."""
 
+    key = "cannot_connect"
+
     reason = "cannot_connect"
 
 
 class ProtocolError(PeerLinkError):
     """The server sent something the protocol does not allow (bad frame, bad JSON, …)."""
+
+    key = "protocol_error"
 
     reason = "protocol_error"
 
@@ -31,6 +43,8 @@ class PinMismatchError(PeerLinkError):
 
     Raised after msg2 and before msg3, so nothing secret was sent to the impostor.
     """
+
+    key = "server_key_changed"
 
     reason = "pin_mismatch"
 
@@ -43,6 +57,8 @@ class PinMismatchError(PeerLinkError):
 class SelfLoopbackError(PeerLinkError):
     """The responder presented our own static key: we dialled ourselves."""
 
+    key = "self_loopback"
+
     reason = "self_loopback"
 
 
@@ -51,6 +67,8 @@ class IntentRejectedError(PeerLinkError):
 
     ``terminal`` says whether retrying can help: a revoked pairing never heals by itself.
     """
+
+    key = "request_rejected"
 
     reason = "rejected"
     terminal = False
@@ -63,15 +81,21 @@ class IntentRejectedError(PeerLinkError):
 class NotPairedError(IntentRejectedError):
     """The server has no approved pairing for us (``no_approved_peer`` / ``pin_mismatch``)."""
 
+    key = "not_paired"
+
     terminal = True
 
 
 class PendingApprovalError(IntentRejectedError):
     """The server knows us but its admin has not approved the pairing yet."""
 
+    key = "pending_approval"
+
 
 class NoPairingWindowError(IntentRejectedError):
     """Pairing is closed on the server, or the pairing key was wrong (indistinguishable)."""
+
+    key = "no_pairing_window"
 
     def __init__(self) -> None:
         super().__init__(
@@ -83,11 +107,15 @@ class NoPairingWindowError(IntentRejectedError):
 class PairingRejectedError(IntentRejectedError):
     """The server refused the pairing (declined, removed, key changed)."""
 
+    key = "pairing_rejected"
+
     terminal = True
 
 
 class NotConnectedError(PeerLinkError):
     """The operation needs a live session and there is none right now."""
+
+    key = "not_connected"
 
     reason = "not_connected"
 
@@ -95,11 +123,15 @@ class NotConnectedError(PeerLinkError):
 class SessionLostError(PeerLinkError):
     """The session ended while the operation was waiting for the server."""
 
+    key = "session_lost"
+
     reason = "session_lost"
 
 
 class SubmitRejectedError(PeerLinkError):
     """The server refused a job submission (``submit_job_ack{accepted:false}``)."""
+
+    key = "submit_rejected"
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"server refused the job: {reason}")
@@ -109,11 +141,15 @@ class SubmitRejectedError(PeerLinkError):
 class SubmitTimeoutError(PeerLinkError):
     """No ``submit_job_ack`` arrived in time."""
 
+    key = "submit_timeout"
+
     reason = "submit_timeout"
 
 
 class DownloadError(PeerLinkError):
     """Downloading a job's artifacts failed; nothing was kept."""
+
+    key = "download_failed"
 
     reason = "download_failed"
 
@@ -127,22 +163,34 @@ class DownloadError(PeerLinkError):
 class DownloadRejectedError(DownloadError):
     """The server refused to stream the artifacts (``artifacts_end{accepted:false}``)."""
 
+    key = "download_rejected"
+
 
 class UnknownJobError(DownloadRejectedError):
     """The server has no such job for us (never ours, or superseded by a newer build)."""
+
+    key = "unknown_job"
 
 
 class JobNotCompletedError(DownloadRejectedError):
     """The job has not completed successfully, so there is nothing to download."""
 
+    key = "job_not_completed"
+
 
 class DownloadBusyError(DownloadRejectedError):
     """The server (or this client) is already streaming a download on this session."""
+
+    key = "download_busy"
 
 
 class DownloadIntegrityError(DownloadError):
     """The stream broke the protocol's rules or did not match its declared hash/size."""
 
+    key = "download_integrity"
+
 
 class DownloadTimeoutError(DownloadError):
     """The download took too long overall, or the server went quiet between chunks."""
+
+    key = "download_timeout"
