@@ -23,21 +23,33 @@ environment (the Device Builder passes its own on):
   always fails;
 * ``ERB_STANDIN_COMPILE_SECONDS`` — spend this long "compiling" (progress lines every
   0.1 s), so a test can act on a running job; a device name containing ``slow`` takes 30 s.
+
+Real firmware carries its build's identity as strings and constants (``ESPHOME_VERSION``,
+``ESPHOME_BUILD_TIME_STR``, ``ESPHOME_CONFIG_HASH``, the node name...), which is what a
+device reports after it boots. The stand-in's application image (``firmware.bin``, and so
+``firmware.ota.bin`` and ``firmware.factory.bin``) carries the same facts in one
+recognisable block right after the image header: ``BuildInfo.marker()``, found again with
+``BuildInfo.from_image()`` (the device emulator boots what it finds there). The values are
+those of ``build_info.json``, which ESPHome's own code generation writes (the stand-in
+writes it in ESPHome's format only if it is missing), plus the node name, friendly name,
+platform, board and ``esphome: project:`` from the configuration.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 import hashlib
 import json
 import os
 from pathlib import Path
 import random
+import struct
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Self
+import zlib
 
 FIRMWARE_BYTES_ENV = "ERB_STANDIN_FIRMWARE_BYTES"
 FIRMWARE_BYTES_SUBSTITUTION = "standin_firmware_bytes"
@@ -69,6 +81,12 @@ _OTA_DATA_BYTES = 0x2000
 _BOOTLOADER_OFFSETS = {"esp32": 0x1000, "esp32s2": 0x1000, "esp32p4": 0x2000, "esp32c5": 0x2000}
 # PlatformIO's offset for ota_data_initial.bin when no partitions.csv says otherwise.
 _DEFAULT_OTA_DATA_OFFSET = 0xE000
+# The build-info block: magic, 16-bit big-endian length, JSON, CRC-32 of the JSON. It sits
+# after the 24-byte image header and the first 8-byte segment header, where the first
+# segment's data (flash-mapped constants, strings among them) begins.
+BUILD_INFO_MAGIC = b"\x00ESPHOME-STANDIN-BUILD-INFO\x00"
+BUILD_INFO_OFFSET = 32
+BUILD_INFO_JSON = "build_info.json"
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,8 @@ class Storage:
     toolchain: str | None
     build_path: Path
     firmware: Path
+    friendly_name: str = ""
+    esphome_version: str = ""
 
     @classmethod
     def load(cls, path: Path) -> Storage:
@@ -101,7 +121,55 @@ class Storage:
             toolchain=raw.get("toolchain"),
             build_path=Path(raw["build_path"]),
             firmware=Path(raw["firmware_bin_path"]),
+            friendly_name=str(raw.get("friendly_name") or ""),
+            esphome_version=str(raw.get("esphome_version") or ""),
         )
+
+
+@dataclass(frozen=True)
+class BuildInfo:
+    """What a build's firmware knows about itself (and reports once it runs)."""
+
+    name: str
+    friendly_name: str
+    esphome_version: str
+    #: ESPHome's ``CORE.config_hash`` (FNV-1a 32-bit), an int as in ``build_info.json``.
+    config_hash: int
+    build_time: int
+    #: ``%Y-%m-%d %H:%M:%S %z``: the device's ``compilation_time``.
+    build_time_str: str
+    platform: str = ""
+    board: str = ""
+    project_name: str = ""
+    project_version: str = ""
+
+    def marker(self) -> bytes:
+        """The block embedded in the image."""
+        body = json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        return (
+            BUILD_INFO_MAGIC
+            + len(body).to_bytes(2, "big")
+            + body
+            + struct.pack(">I", zlib.crc32(body))
+        )
+
+    @classmethod
+    def from_image(cls, image: bytes) -> Self | None:
+        """The block in *image*, or ``None`` if it has none or it does not check out."""
+        start = image.find(BUILD_INFO_MAGIC)
+        if start < 0:
+            return None
+        start += len(BUILD_INFO_MAGIC)
+        size = int.from_bytes(image[start : start + 2], "big")
+        body = image[start + 2 : start + 2 + size]
+        crc = image[start + 2 + size : start + 6 + size]
+        if len(body) != size or len(crc) != 4 or struct.unpack(">I", crc)[0] != zlib.crc32(body):
+            return None
+        try:
+            raw = json.loads(body)
+            return cls(**raw)
+        except (ValueError, TypeError):
+            return None
 
 
 def split_command(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
@@ -123,11 +191,21 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def random_stream(seed: str, size: int, magic: bytes) -> Iterator[bytes]:
-    """Yield *size* reproducible pseudo-random bytes starting with *magic*, in chunks."""
+def random_stream(
+    seed: str, size: int, magic: bytes, embedded: bytes = b"", offset: int = 0
+) -> Iterator[bytes]:
+    """Yield *size* reproducible pseudo-random bytes starting with *magic*, in chunks.
+
+    *embedded* replaces the random bytes at *offset* (the file grows if it must).
+    """
     rng = random.Random(seed)
-    remaining = size - len(magic)
-    yield magic
+    if embedded:
+        head = rng.randbytes(max(0, offset - len(magic)))
+        yield magic + head + embedded
+        remaining = size - len(magic) - len(head) - len(embedded)
+    else:
+        yield magic
+        remaining = size - len(magic)
     while remaining > 0:
         block = rng.randbytes(min(_CHUNK, remaining))
         remaining -= len(block)
@@ -209,28 +287,87 @@ def firmware_size(validated_cache: Path, seed: str) -> int:
 
 def config_hash(build_path: Path) -> str:
     """Return ESPHome's configuration hash for the build (part of the image seed)."""
-    build_info = build_path / "build_info.json"
+    build_info = build_path / BUILD_INFO_JSON
     if not build_info.is_file():
         return ""
     return str(json.loads(build_info.read_text(encoding="utf-8")).get("config_hash", ""))
 
 
+def load_build_info(storage: Storage, validated_cache: Path) -> BuildInfo:
+    """The build's identity: ``build_info.json`` (written if missing) plus the config's.
+
+    ``esphome compile --only-generate`` has written ``build_info.json`` already; should it
+    be missing, it is written here in ESPHome's format (``writer.copy_src_tree``) with a
+    hash of the validated configuration standing in for ``CORE.config_hash``.
+    """
+    config: dict[str, Any] = {}
+    if validated_cache.is_file():
+        config = json.loads(validated_cache.read_text(encoding="utf-8")).get("config") or {}
+    path = storage.build_path / BUILD_INFO_JSON
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raw = None
+    if not isinstance(raw, dict):
+        now = int(time.time())
+        digest = zlib.crc32(json.dumps(config, sort_keys=True).encode())
+        raw = {
+            "config_hash": digest,
+            "build_time": now,
+            "build_time_str": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(now)),
+            "esphome_version": storage.esphome_version,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    core = config.get("esphome") or {}
+    project = core.get("project") or {}
+    platform_config = config.get(storage.platform.lower()) or config.get(
+        "esp32" if storage.platform.startswith("esp32") else storage.platform
+    )
+    return BuildInfo(
+        name=storage.name,
+        friendly_name=storage.friendly_name,
+        esphome_version=str(raw["esphome_version"]),
+        config_hash=int(raw["config_hash"]),
+        build_time=int(raw["build_time"]),
+        build_time_str=str(raw["build_time_str"]),
+        platform=storage.platform,
+        board=str((platform_config or {}).get("board") or ""),
+        project_name=str(project.get("name") or ""),
+        project_version=str(project.get("version") or ""),
+    )
+
+
 class Builder:
     """Writes one device's build output the way its platform's toolchain lays it out."""
 
-    def __init__(self, storage: Storage, data_dir: Path, size: int, seed: str) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        data_dir: Path,
+        size: int,
+        seed: str,
+        build_info: BuildInfo | None = None,
+    ) -> None:
         self.storage = storage
         self.data_dir = data_dir
         self.size = size
         self.seed = seed
+        self.build_info = build_info
         self.written: list[Written] = []
 
-    def random_file(self, path: Path, size: int, magic: bytes, offset: int | None) -> Written:
+    def random_file(
+        self, path: Path, size: int, magic: bytes, offset: int | None, embedded: bytes = b""
+    ) -> Written:
         """Write a pseudo-random file, seeded per device and per file name."""
-        size_written, sha = write_chunks(
-            path, random_stream(f"{self.seed}/{path.name}", size, magic)
-        )
+        stream = random_stream(f"{self.seed}/{path.name}", size, magic, embedded, BUILD_INFO_OFFSET)
+        size_written, sha = write_chunks(path, stream)
         return self.record(Written(path.name, path, offset, size_written, sha))
+
+    def firmware_file(self, offset: int) -> Written:
+        """The application image, with the build-info block where its constants live."""
+        marker = b"" if self.build_info is None else self.build_info.marker()
+        return self.random_file(self.storage.firmware, self.size, _ESP_IMAGE_MAGIC, offset, marker)
 
     def derived_file(self, path: Path, chunks: Iterator[bytes], offset: int | None) -> Written:
         size, sha = write_chunks(path, chunks)
@@ -254,14 +391,14 @@ class Builder:
 
     def build_esp8266(self) -> None:
         out = self.storage.firmware.parent
-        self.random_file(self.storage.firmware, self.size, _ESP_IMAGE_MAGIC, 0)
+        self.firmware_file(0)
         self.write_idedata([])
         self.random_file(out / "firmware.elf", self.size // 4 + 4096, _ELF_MAGIC, None)
 
     def build_esp32(self) -> None:
         esp_idf = self.storage.toolchain == "esp-idf"
         out = self.storage.firmware.parent
-        firmware = self.random_file(self.storage.firmware, self.size, _ESP_IMAGE_MAGIC, _APP_OFFSET)
+        firmware = self.firmware_file(_APP_OFFSET)
         bootloader_offset = _BOOTLOADER_OFFSETS.get(self.storage.platform, 0x0)
         flash = [
             self.random_file(
@@ -330,6 +467,7 @@ class Builder:
             "toolchain": self.storage.toolchain,
             "firmware_offset": firmware_offset,
             "build_path": str(self.storage.build_path),
+            "build_info": None if self.build_info is None else asdict(self.build_info),
             "files": [
                 {
                     "name": item.name,
@@ -368,11 +506,17 @@ def compile_one(config: Path) -> int:
         say(f"ERROR stand-in compiler: simulated build failure for {storage.name}")
         return 1
     seed = f"{storage.name}:{config_hash(storage.build_path)}"
-    size = firmware_size(storage_dir / f"{config.name}.validated.json", seed)
+    validated = storage_dir / f"{config.name}.validated.json"
+    size = firmware_size(validated, seed)
+    build_info = load_build_info(storage, validated)
     say(f"INFO Compiling app... Build path: {storage.build_path}")
     say(f"[ 10%] Stand-in compiler: {storage.platform} ({storage.toolchain}), {size} bytes")
+    say(
+        f"[ 15%] ESPHome {build_info.esphome_version}, config hash "
+        f"{build_info.config_hash:08x}, built {build_info.build_time_str}"
+    )
     take_time(SLOW_DEVICE_SECONDS if "slow" in storage.name else None)
-    builder = Builder(storage, data_dir, size, seed)
+    builder = Builder(storage, data_dir, size, seed, build_info)
     try:
         firmware_offset = builder.build()
     except UnsupportedPlatformError:
