@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.real_builder import RealBuilder
+from tests.support.real_builder import BUILDER_VENVS, RealBuilder, RealBuilderError
 
 FIXTURE_CONFIGS = Path(__file__).resolve().parents[1] / "fixtures" / "esphome"
 ALLOW_HOST_NETWORK_ENV = "ERB_ALLOW_HOST_NETWORK"
@@ -51,6 +51,22 @@ def loopback_is_up() -> bool:
         request = struct.pack("16sh", b"lo", 0)
         flags: int = struct.unpack("16sh", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
     return bool(flags & _IFF_UP)
+
+
+def pytest_report_header() -> list[str]:
+    """Say which Device Builder release the interop tests run against."""
+    try:
+        versions = BUILDER_VENVS.versions()
+    except RealBuilderError as err:
+        return [f"Device Builder venv {BUILDER_VENVS.builder}: {err}"]
+    release, esphome = versions["esphome-device-builder"], versions["esphome"]
+    return [f"Device Builder {release} (ESPHome {esphome}) in {BUILDER_VENVS.builder}"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def builder_venvs() -> None:
+    """The chosen Device Builder venv exists and its stand-in venv runs on it."""
+    BUILDER_VENVS.ensure()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -23,15 +23,17 @@ import pytest
 from tests.interop.conftest import RealBuilderFactory
 from tests.standin.esphome_standin import split_command
 from tests.support.real_builder import (
-    BUILDER_PYTHON,
-    REPO_ROOT,
+    BUILDER_VENVS,
     DashboardCommandError,
     RealBuilder,
     find_receipt,
 )
 
-STANDIN_ESPHOME = REPO_ROOT / ".venv-standin" / "bin" / "esphome"
-BUILDER_ESPHOME = REPO_ROOT / ".venv-builder" / "bin" / "esphome"
+# The Device Builder release under test (REMOTE_BUILD_BUILDER_VENV/_VERSION, see
+# tests/support/real_builder.py) and the stand-in compiler venv that runs on it.
+BUILDER_PYTHON = BUILDER_VENVS.python
+STANDIN_ESPHOME = BUILDER_VENVS.standin_esphome
+BUILDER_ESPHOME = BUILDER_VENVS.esphome
 
 # Runs in the Device Builder venv: pack like the receiver does before download_artifacts,
 # unpack like its own offloader does, and report what came out (hashes, not bytes).

@@ -11,6 +11,21 @@ By default the Device Builder runs on ``.venv-standin``, whose ``esphome`` is th
 stand-in compiler from ``tests/standin`` (no toolchain downloads; images are written
 directly). ``build_files`` reads the receipt the stand-in leaves in the receiver's
 build tree, so tests know exactly which images the receiver packed.
+
+Which Device Builder release runs is chosen by the environment (``scripts/interop`` runs
+the interop tests once per release this way):
+
+* ``REMOTE_BUILD_BUILDER_VENV=/path/to/venv`` — a venv with
+  ``esphome-device-builder[esphome]`` installed;
+* ``REMOTE_BUILD_BUILDER_VERSION=1.24.0`` — ``.venv-builder-1.24.0`` in the repo
+  (``bash scripts/venv.sh builder 1.24.0`` makes it); the version pinned in
+  ``requirements_builder.txt`` is ``.venv-builder`` itself;
+* neither — ``.venv-builder`` (what ``scripts/setup`` installs).
+
+The stand-in venv follows the builder venv: ``.venv-standin`` for ``.venv-builder``,
+``.venv-standin-1.24.0`` for ``.venv-builder-1.24.0``, ``<venv>-standin`` for any other
+venv (or ``REMOTE_BUILD_STANDIN_VENV``). It needs no network, so it is (re)made on demand
+by ``scripts/venv.sh standin`` when missing or pointing at another builder venv.
 """
 
 from __future__ import annotations
@@ -19,20 +34,30 @@ import asyncio
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
+import fcntl
 import hashlib
 import json
 import os
 from pathlib import Path
 import re
 import socket
+import subprocess
+import tempfile
 from types import TracebackType
 from typing import Any, Self
 
 from tests.support.child_process import ChildProcess, ChildProcessFailedError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STANDIN_PYTHON = REPO_ROOT / ".venv-standin" / "bin" / "python"
-BUILDER_PYTHON = REPO_ROOT / ".venv-builder" / "bin" / "python"
+BUILDER_VENV_ENV = "REMOTE_BUILD_BUILDER_VENV"
+BUILDER_VERSION_ENV = "REMOTE_BUILD_BUILDER_VERSION"
+STANDIN_VENV_ENV = "REMOTE_BUILD_STANDIN_VENV"
+DEFAULT_BUILDER_VENV = REPO_ROOT / ".venv-builder"
+BUILDER_REQUIREMENTS = REPO_ROOT / "requirements_builder.txt"
+VENV_SCRIPT = REPO_ROOT / "scripts" / "venv.sh"
+_PINNED_RE = re.compile(r"^esphome-device-builder(?:\[[^\]]*\])?==(\S+)", re.MULTILINE)
+_VERSION_RE = re.compile(r"\d+(?:\.\d+)*(?:[.-]?\w+)?")
+_STANDIN_PTH = "builder.pth"
 LOOPBACK = "127.0.0.1"
 RECEIPT_NAME = "standin-receipt.json"
 
@@ -64,6 +89,150 @@ class DashboardCommandError(RealBuilderError):
         self.command = command
         self.code = code
         self.details = details
+
+
+def pinned_builder_version() -> str | None:
+    """The Device Builder version ``requirements_builder.txt`` pins (``.venv-builder``)."""
+    try:
+        text = BUILDER_REQUIREMENTS.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    match = _PINNED_RE.search(text)
+    return None if match is None else match[1]
+
+
+def standin_venv_for(builder: Path) -> Path:
+    """The stand-in venv that belongs to *builder* (the rule ``scripts/venv.sh`` uses)."""
+    if builder.name.startswith(".venv-builder"):
+        return builder.with_name(".venv-standin" + builder.name.removeprefix(".venv-builder"))
+    return builder.with_name(builder.name + "-standin")
+
+
+def _site_packages(python: Path) -> str:
+    return subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
+
+
+@dataclass(frozen=True)
+class BuilderVenvs:
+    """The Device Builder's venv and the stand-in compiler venv that runs on it."""
+
+    builder: Path
+    standin: Path
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> BuilderVenvs:
+        """Pick the venvs from ``REMOTE_BUILD_BUILDER_VENV``/``_VERSION`` (see module doc)."""
+        env = os.environ if environ is None else environ
+        venv, version = env.get(BUILDER_VENV_ENV, ""), env.get(BUILDER_VERSION_ENV, "")
+        if venv and version:
+            raise RealBuilderError(f"set {BUILDER_VENV_ENV} or {BUILDER_VERSION_ENV}, not both")
+        if venv:
+            builder = Path(venv).expanduser().absolute()
+        elif version and version != pinned_builder_version():
+            if not _VERSION_RE.fullmatch(version):
+                raise RealBuilderError(f"{BUILDER_VERSION_ENV}={version!r} is not a version")
+            builder = REPO_ROOT / f".venv-builder-{version}"
+        else:
+            builder = DEFAULT_BUILDER_VENV
+        standin = env.get(STANDIN_VENV_ENV, "")
+        return cls(
+            builder,
+            Path(standin).expanduser().absolute() if standin else standin_venv_for(builder),
+        )
+
+    @property
+    def python(self) -> Path:
+        return self.builder / "bin" / "python"
+
+    @property
+    def esphome(self) -> Path:
+        return self.builder / "bin" / "esphome"
+
+    @property
+    def standin_python(self) -> Path:
+        return self.standin / "bin" / "python"
+
+    @property
+    def standin_esphome(self) -> Path:
+        return self.standin / "bin" / "esphome"
+
+    def how_to_install(self) -> str:
+        if self.builder == DEFAULT_BUILDER_VENV:
+            return "run scripts/setup"
+        if (version := self.builder.name.removeprefix(".venv-builder-")) != self.builder.name:
+            return f"run `bash scripts/venv.sh builder {version}` (or scripts/interop {version})"
+        return "install esphome-device-builder[esphome] into it"
+
+    def versions(self) -> dict[str, str]:
+        """Installed versions of the Device Builder and of ESPHome, by package name."""
+        if not self.python.exists():
+            raise RealBuilderError(f"no venv at {self.builder}: {self.how_to_install()}")
+        script = (
+            "import importlib.metadata as m, json; print(json.dumps({n: m.version(n) for n in "
+            "('esphome-device-builder', 'esphome')}))"
+        )
+        result = subprocess.run(
+            [str(self.python), "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RealBuilderError(f"{self.builder}: {result.stderr.strip()}")
+        found: dict[str, str] = json.loads(result.stdout)
+        return found
+
+    def standin_is_current(self) -> bool:
+        """True when the stand-in venv exists and sees this builder venv's packages."""
+        if not (self.standin_python.exists() and self.standin_esphome.exists()):
+            return False
+        pth = Path(_site_packages(self.standin_python)) / _STANDIN_PTH
+        try:
+            return pth.read_text(encoding="utf-8").strip() == _site_packages(self.python)
+        except FileNotFoundError:
+            return False
+
+    def ensure(self) -> None:
+        """Fail unless the builder venv exists; (re)make its stand-in venv if needed.
+
+        The stand-in venv is made by ``scripts/venv.sh standin`` (no network needed).
+        """
+        if not self.python.exists():
+            raise RealBuilderError(
+                f"no Device Builder venv at {self.builder}: {self.how_to_install()}"
+            )
+        if self.standin_is_current():
+            return
+        # pytest-xdist workers may get here together: one makes it, the others wait.
+        key = hashlib.sha256(str(self.standin).encode()).hexdigest()[:16]
+        lock_path = Path(tempfile.gettempdir()) / f"erb-standin-{key}.lock"
+        with lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.standin_is_current():
+                return
+            result = subprocess.run(
+                ["bash", str(VENV_SCRIPT), "standin", str(self.builder), str(self.standin)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        if result.returncode != 0 or not self.standin_is_current():
+            raise RealBuilderError(
+                f"could not make the stand-in venv {self.standin}: {result.stderr.strip()}"
+            )
+
+
+BUILDER_VENVS = BuilderVenvs.from_environment()
+BUILDER_PYTHON = BUILDER_VENVS.python
+STANDIN_PYTHON = BUILDER_VENVS.standin_python
 
 
 def free_port() -> int:
@@ -163,7 +332,9 @@ class RealBuilder:
     dashboard too (``http_port``; use ``dashboard_client()``) and pairing is approved by
     an operator. ``real_compile=True`` uses the real ``esphome`` instead of the stand-in.
     ``env`` is added to the process environment (e.g. ``ERB_STANDIN_FIRMWARE_BYTES``).
-    The same object can be started again after ``stop()`` (same ports and config dir).
+    ``venvs`` picks the Device Builder release (default: ``BUILDER_VENVS``, chosen by the
+    environment). The same object can be started again after ``stop()`` (same ports and
+    config dir).
     """
 
     host = LOOPBACK
@@ -175,12 +346,14 @@ class RealBuilder:
         dashboard: bool = False,
         real_compile: bool = False,
         env: Mapping[str, str] | None = None,
+        venvs: BuilderVenvs | None = None,
         start_timeout: float = 60.0,
         stop_timeout: float = 10.0,
     ) -> None:
         self.config_dir = config_dir
         self.dashboard = dashboard
-        self.python = BUILDER_PYTHON if real_compile else STANDIN_PYTHON
+        self.venvs = venvs or BUILDER_VENVS
+        self.python = self.venvs.python if real_compile else self.venvs.standin_python
         self.env = dict(env or {})
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
@@ -215,7 +388,7 @@ class RealBuilder:
         if self._child.running:
             raise RealBuilderError("already running")
         if not self.python.exists():
-            raise RealBuilderError(f"{self.python} is missing: run scripts/setup")
+            raise RealBuilderError(f"{self.python} is missing: {self.venvs.how_to_install()}")
         self.config_dir.mkdir(parents=True, exist_ok=True)
         self._run_start = len(self._child.lines)
         self.pin, self.pairing_key = "", None
