@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 import hashlib
@@ -9,10 +10,12 @@ import io
 import json
 import os
 from pathlib import Path
+import shutil
 import stat
 import tarfile
 
-from custom_components.esphome_remote_build.store import BuildStore, StoredBuild
+from custom_components.esphome_remote_build.store import BuildStore
+from custom_components.esphome_remote_build.stored_build import StoredBuild
 
 SERVER_PIN = "ab" * 32
 RECEIVER_BUILD = "/data/build"
@@ -129,14 +132,36 @@ class StepClock:
         return self.now
 
 
-async def commit(store: BuildStore, tarball: Tarball, job_id: str = "job-1") -> StoredBuild:
-    return await store.async_commit(
-        job_id=job_id,
-        tarball=tarball.path,
-        firmware_offset=tarball.firmware_offset,
-        artifacts_sha256=tarball.sha256,
-        server_pin=SERVER_PIN,
-        configuration="kitchen.yaml",
+@dataclass(frozen=True)
+class Fetched:
+    """What a finished download reports to the store (``store.Fetched``)."""
+
+    sha256: str
+    firmware_offset: str
+
+
+async def commit(
+    store: BuildStore,
+    tarball: Tarball,
+    job_id: str = "job-1",
+    *,
+    server_pin: str = SERVER_PIN,
+    configuration: str = "kitchen.yaml",
+) -> StoredBuild:
+    """Store ``tarball`` as ``job_id`` the way a download does: through ``async_download``.
+
+    The fetch copies the prepared tarball to the path the store lends and reports the
+    tarball's SHA-256 and firmware offset.  A tarball whose file is gone stands for a
+    download that reported success but left nothing at that path.
+    """
+
+    async def fetch(dest: Path) -> Fetched:
+        if tarball.path.exists():
+            await asyncio.to_thread(shutil.copyfile, tarball.path, dest)
+        return Fetched(tarball.sha256, tarball.firmware_offset)
+
+    return await store.async_download(
+        job_id, server_pin=server_pin, configuration=configuration, fetch=fetch
     )
 
 
@@ -150,3 +175,14 @@ def snapshot(root: Path) -> dict[str, tuple[int, bytes | None]]:
             data = path.read_bytes() if stat.S_ISREG(info.st_mode) else None
             result[str(path.relative_to(root))] = (stat.S_IMODE(info.st_mode), data)
     return result
+
+
+def published(root: Path) -> set[str]:
+    """What the store's folder shows: its builds, besides one empty private scratch folder."""
+    names = {p.name for p in root.iterdir()}
+    scratch = {name for name in names if name.startswith(".tmp-scratch-")}
+    assert len(scratch) <= 1, names
+    for name in scratch:
+        assert list((root / name).iterdir()) == []  # nothing lent is left behind
+        assert stat.S_IMODE((root / name).lstat().st_mode) == 0o700
+    return names - scratch

@@ -17,21 +17,28 @@ from typing import Any
 import pytest
 
 from custom_components.esphome_remote_build import store as store_module
-from custom_components.esphome_remote_build.artifacts import ImageSet, read_image_set
-from custom_components.esphome_remote_build.store import (
-    MANIFEST_NAME,
-    BuildStore,
-    StoreError,
+from custom_components.esphome_remote_build.artifacts import (
+    ArtifactsError,
+    ArtifactsMismatchError,
+    ImageSet,
+    InvalidArtifactsError,
+    UnsafeTarballError,
+    read_image_set,
 )
+from custom_components.esphome_remote_build.store import BuildStore
+from custom_components.esphome_remote_build.store_errors import StoreError
+from custom_components.esphome_remote_build.stored_build import MANIFEST_NAME
 
 from .helpers import (
     SERVER_PIN,
+    Fetched,
     Member,
     StepClock,
     Tarball,
     commit,
     esp32_members,
     esp8266_members,
+    published,
     snapshot,
 )
 
@@ -98,7 +105,7 @@ async def test_commit_esp32(
         assert _mode(folder) == 0o700, folder
     for path in directory.rglob("*"):
         assert _mode(path) == (0o700 if path.is_dir() else 0o600), path
-    assert {p.name for p in root.iterdir()} == {"job-1"}
+    assert published(root) == {"job-1"}
 
     manifest = json.loads((directory / MANIFEST_NAME).read_text())
     assert manifest["schema"] == 1
@@ -161,7 +168,7 @@ async def test_concurrent_commits_of_one_job(
     first, second = await asyncio.gather(commit(store, tarball), commit(store, tarball))
     assert first == second
     assert len(calls) == 1
-    assert {p.name for p in root.iterdir()} == {"job-1"}
+    assert published(root) == {"job-1"}
 
 
 async def test_losing_a_rename_race_returns_the_winner(
@@ -188,7 +195,7 @@ async def test_losing_a_rename_race_returns_the_winner(
     assert build.device_name == "porch"
     assert build.directory == root / "job-1"
     assert build.created_at == winner.created_at
-    assert {p.name for p in root.iterdir()} == {"job-1"}
+    assert published(root) == {"job-1"}
 
 
 def _with(*extra: Member) -> list[Member]:
@@ -199,6 +206,7 @@ def _without(member_name: str) -> list[Member]:
     return [m for m in esp32_members() if not m.name.endswith(member_name)]
 
 
+# A tarball the store refuses raises the artifacts package's own exception, unwrapped.
 @pytest.mark.parametrize(
     ("members", "reason"),
     [
@@ -234,9 +242,10 @@ async def test_bad_tarball_leaves_no_trace(
 ) -> None:
     await commit(store, make_tarball(esp8266_members(), firmware_offset="0x0"), "previous")
     before = snapshot(root)
-    with pytest.raises(StoreError) as err:
+    with pytest.raises(InvalidArtifactsError) as err:
         await commit(store, make_tarball(members))
-    assert err.value.reason == reason
+    assert err.value.key == reason
+    assert isinstance(err.value, UnsafeTarballError) is (reason == "unsafe_tarball")
     assert snapshot(root) == before
     assert await store.async_get("job-1") is None
 
@@ -304,17 +313,27 @@ def _images_dir_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("spoil", "patch", "reason"),
+    ("spoil", "patch", "error", "key"),
     [
-        pytest.param(_flip_a_byte, None, "invalid_artifacts", id="corrupt-gzip"),
-        pytest.param(_not_gzip, None, "invalid_artifacts", id="not-gzip"),
-        pytest.param(_truncate, None, "invalid_artifacts", id="truncated"),
-        pytest.param(_bad_offset, None, "invalid_artifacts", id="bad-firmware-offset"),
-        pytest.param(_wrong_sha, None, "artifacts_mismatch", id="sha-mismatch"),
-        pytest.param(_remove_tarball, None, "artifacts_error", id="tarball-missing"),
-        pytest.param(None, _rename_fails, "storage_failed", id="rename-fails"),
-        pytest.param(None, _fsync_fails, "storage_failed", id="fsync-fails"),
-        pytest.param(None, _images_dir_is_taken, "artifacts_error", id="disk-error"),
+        pytest.param(
+            _flip_a_byte, None, InvalidArtifactsError, "invalid_artifacts", id="corrupt-gzip"
+        ),
+        pytest.param(_not_gzip, None, InvalidArtifactsError, "invalid_artifacts", id="not-gzip"),
+        pytest.param(_truncate, None, InvalidArtifactsError, "invalid_artifacts", id="truncated"),
+        pytest.param(
+            _bad_offset, None, InvalidArtifactsError, "invalid_artifacts", id="bad-firmware-offset"
+        ),
+        pytest.param(
+            _wrong_sha, None, ArtifactsMismatchError, "artifacts_mismatch", id="sha-mismatch"
+        ),
+        pytest.param(
+            _remove_tarball, None, ArtifactsError, "artifacts_failed", id="tarball-missing"
+        ),
+        pytest.param(None, _rename_fails, StoreError, "store_failed", id="rename-fails"),
+        pytest.param(None, _fsync_fails, StoreError, "store_failed", id="fsync-fails"),
+        pytest.param(
+            None, _images_dir_is_taken, ArtifactsError, "artifacts_failed", id="disk-error"
+        ),
     ],
 )
 async def test_failed_commit_leaves_no_trace(
@@ -324,7 +343,8 @@ async def test_failed_commit_leaves_no_trace(
     monkeypatch: pytest.MonkeyPatch,
     spoil: Callable[[Tarball], Tarball] | None,
     patch: Callable[[pytest.MonkeyPatch], None] | None,
-    reason: str,
+    error: type[Exception],
+    key: str,
 ) -> None:
     await commit(store, make_tarball(esp8266_members(), firmware_offset="0x0"), "previous")
     before = snapshot(root)
@@ -333,10 +353,11 @@ async def test_failed_commit_leaves_no_trace(
         tarball = spoil(tarball)
     if patch is not None:
         patch(monkeypatch)
-    with pytest.raises(StoreError) as err:
+    with pytest.raises(error) as err:
         await commit(store, tarball)
     monkeypatch.undo()
-    assert err.value.reason == reason
+    assert type(err.value) is error
+    assert err.value.key == key  # type: ignore[attr-defined]
     assert snapshot(root) == before
     assert await store.async_get("job-1") is None
 
@@ -375,39 +396,119 @@ async def test_cancelled_commit_leaves_no_trace(
     assert await store.async_get("job-1") is None
 
 
-async def test_stale_temporary_entries_are_swept(
+async def test_stale_temporary_entries_are_swept_by_the_first_write(
     root: Path, make_tarball: MakeTarball, tmp_path: Path
 ) -> None:
     first = BuildStore(root, clock=StepClock())
     await commit(first, make_tarball())
-    previous_downloads = first.tmp_dir()
-    (previous_downloads / "artifacts.tar.gz").write_bytes(b"half a download")
+    # A download the first store lent a file for and never gave back (the process died).
+    abandoned = first.async_temporary_file("artifacts.tar.gz")
+    interrupted = await abandoned.__aenter__()
+    interrupted.write_bytes(b"half a download")
     leftover = root / ".tmp-job-2-0123456789abcdef"
     (leftover / "images").mkdir(parents=True)
     (leftover / "images" / "firmware.bin").write_bytes(b"partial")
     (root / ".tmp-stray-file").write_bytes(b"x")
     (root / ".tmp-stray-link").symlink_to(tmp_path / "outside")
     (tmp_path / "outside").mkdir()
+    debris = {p.name for p in root.iterdir()}
 
     second = BuildStore(root, clock=StepClock())
-    downloads = second.tmp_dir()  # handed out before first use: must survive the sweep
-    (downloads / "in-flight.tar.gz").write_bytes(b"busy")
-    builds = await second.async_list()
-    assert [b.job_id for b in builds] == ["job-1"]
-    assert {p.name for p in root.iterdir()} == {"job-1", downloads.name}
-    assert (downloads / "in-flight.tar.gz").read_bytes() == b"busy"
+    # Reading sweeps nothing: a reader may have no write access.
+    assert [b.job_id for b in await second.async_list()] == ["job-1"]
+    assert await second.async_get("job-1") is not None
+    assert {p.name for p in root.iterdir()} == debris
+
+    async with second.async_temporary_file("in-flight.tar.gz") as in_flight:
+        # The first write swept; what it lends afterwards survives.
+        in_flight.write_bytes(b"busy")
+        assert {p.name for p in root.iterdir()} == {"job-1", in_flight.parent.name}
+        assert [b.job_id for b in await second.async_list()] == ["job-1"]
+        await commit(second, make_tarball(esp8266_members(), firmware_offset="0x0"), "job-2")
+        assert in_flight.read_bytes() == b"busy"
+    assert not in_flight.exists()
+    assert {p.name for p in root.iterdir()} == {"job-1", "job-2", in_flight.parent.name}
+    assert not interrupted.exists()
     assert (tmp_path / "outside").is_dir()  # a swept link is removed, never followed
+    await abandoned.__aexit__(None, None, None)  # let the dead process's generator end
 
 
-async def test_tmp_dir_is_private_and_beside_the_builds(
+async def test_temporary_file_is_private_beside_the_builds_and_always_removed(
     store: BuildStore, root: Path, umask: Callable[[int], None]
 ) -> None:
     umask(0)
-    downloads = store.tmp_dir()
-    assert downloads.parent == root
-    assert downloads.name.startswith(".tmp-")
-    assert _mode(downloads) == _mode(root) == 0o700
-    assert store.tmp_dir() == downloads
+    async with store.async_temporary_file("bundle.tar.gz") as path:
+        assert path.parent.parent == root
+        assert path.parent.name.startswith(".tmp-")
+        assert path.name.endswith("-bundle.tar.gz")
+        assert not path.exists()  # a name to write to, nothing more
+        assert _mode(path.parent) == _mode(root) == 0o700
+        path.write_bytes(b"secrets")
+    assert not path.exists()
+
+    async with store.async_temporary_file("bundle.tar.gz") as other:
+        assert other != path  # a fresh name every time
+        other.mkdir()
+        (other / "inside").write_bytes(b"x")
+    assert not other.exists()  # a folder is removed too
+
+    lent: list[Path] = []
+
+    async def fail_while_holding_it() -> None:
+        async with store.async_temporary_file("bundle.tar.gz") as failed:
+            lent.append(failed)
+            failed.write_bytes(b"secrets")
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await fail_while_holding_it()
+    assert not lent[0].exists()
+    assert [p.name for p in root.iterdir()] == [path.parent.name]
+
+
+async def test_failed_fetch_leaves_no_trace(
+    store: BuildStore, root: Path, make_tarball: MakeTarball
+) -> None:
+    await commit(store, make_tarball(esp8266_members(), firmware_offset="0x0"), "previous")
+    before = snapshot(root)
+    seen: list[Path] = []
+
+    async def fetch(dest: Path) -> Fetched:
+        seen.append(dest)
+        dest.write_bytes(b"half a download")
+        raise ConnectionResetError("dropped")
+
+    with pytest.raises(ConnectionResetError):
+        await store.async_download(
+            "job-1", server_pin=SERVER_PIN, configuration="kitchen.yaml", fetch=fetch
+        )
+    [dest] = seen
+    assert dest.parent.parent == root
+    assert snapshot(root) == before
+    assert await store.async_get("job-1") is None
+
+
+async def test_cancelled_fetch_leaves_no_trace(
+    store: BuildStore, root: Path, make_tarball: MakeTarball
+) -> None:
+    await commit(store, make_tarball(esp8266_members(), firmware_offset="0x0"), "previous")
+    before = snapshot(root)
+    started = asyncio.Event()
+
+    async def hang(dest: Path) -> Fetched:
+        dest.write_bytes(b"a few chunks")
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never resumed")
+
+    task = asyncio.ensure_future(
+        store.async_download("job-1", server_pin=SERVER_PIN, configuration="", fetch=hang)
+    )
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert snapshot(root) == before
 
 
 async def test_existing_root_is_made_private(
@@ -424,9 +525,10 @@ async def test_unusable_root(tmp_path: Path, make_tarball: MakeTarball) -> None:
     blocker.write_bytes(b"a file where the config folder should be")
     broken = BuildStore(blocker / "builds")
     with pytest.raises(StoreError) as err:
-        broken.tmp_dir()
-    assert err.value.reason == "storage_failed"
+        async with broken.async_temporary_file("bundle.tar.gz"):
+            pytest.fail("lent a path in a store that cannot exist")
+    assert err.value.key == "store_failed"
     for call in (broken.async_list(), commit(broken, make_tarball())):
         with pytest.raises(StoreError) as err:
             await call
-        assert err.value.reason == "storage_failed"
+        assert err.value.key == "store_failed"

@@ -7,21 +7,32 @@ import json
 import logging
 from pathlib import Path
 import shutil
+import stat
 from typing import Any
 
 import pytest
 
 from custom_components.esphome_remote_build import store as store_module
-from custom_components.esphome_remote_build.store import (
-    DEFAULT_KEEP_LAST,
-    MANIFEST_NAME,
-    BuildStore,
+from custom_components.esphome_remote_build.const import DEFAULT_KEEP_LAST
+from custom_components.esphome_remote_build.store import BuildStore
+from custom_components.esphome_remote_build.store_errors import (
+    CorruptBuildError,
+    ForeignBuildError,
     InvalidJobIdError,
-    StoredBuild,
     StoreError,
 )
+from custom_components.esphome_remote_build.stored_build import MANIFEST_NAME, StoredBuild
 
-from .helpers import Tarball, commit, esp32_members, esp8266_members, snapshot
+from .helpers import (
+    SERVER_PIN,
+    Fetched,
+    Tarball,
+    commit,
+    esp32_members,
+    esp8266_members,
+    published,
+    snapshot,
+)
 
 MakeTarball = Callable[..., Tarball]
 
@@ -46,7 +57,7 @@ async def test_list_newest_first_and_skips_what_is_not_a_build(
 ) -> None:
     assert await store.async_list() == []
     await _fill(store, make_tarball, [("b-old", "kitchen"), ("a-mid", "porch"), ("c-new", "hall")])
-    store.tmp_dir()
+    assert any(p.name.startswith(".tmp-") for p in root.iterdir())  # the scratch folder
     (root / "broken").mkdir()  # looks like a job, has no manifest
     (root / "not a job").mkdir()
     (root / "stray.txt").write_text("x")
@@ -76,11 +87,11 @@ async def test_delete(store: BuildStore, root: Path, make_tarball: MakeTarball) 
     assert await store.async_delete("one") is True
     assert await store.async_delete("one") is False
     assert await store.async_get("one") is None
-    assert {p.name for p in root.iterdir()} == {"two"}
+    assert published(root) == {"two"}
     # A build whose manifest is unreadable can still be removed.
     (root / "two" / MANIFEST_NAME).write_text("garbage")
     assert await store.async_delete("two") is True
-    assert list(root.iterdir()) == []
+    assert published(root) == set()
 
 
 async def test_delete_failure(
@@ -96,7 +107,7 @@ async def test_delete_failure(
     with pytest.raises(StoreError) as err:
         await store.async_delete("one")
     monkeypatch.undo()
-    assert err.value.reason == "storage_failed"
+    assert err.value.key == "store_failed"
     assert snapshot(root) == before
 
 
@@ -135,9 +146,9 @@ async def test_keep_last(
     assert remaining == [job for job, _ in reversed(PLAN) if job not in deleted]
 
 
-async def test_keep_last_defaults_to_three(store: BuildStore, make_tarball: MakeTarball) -> None:
-    await _fill(store, make_tarball, PLAN)
-    assert await store.async_keep_last() == ["k2", "k1"]
+def test_default_keep_last_is_three() -> None:
+    # The store has no default any more; the entry's option falls back to this one.
+    assert DEFAULT_KEEP_LAST == 3
 
 
 async def test_keep_last_rejects_negative(store: BuildStore) -> None:
@@ -167,7 +178,8 @@ async def test_invalid_job_ids(
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(InvalidJobIdError) as err:
         await calls[method]()
-    assert err.value.reason == "invalid_job_id"
+    assert err.value.key == "invalid_job_id"
+    assert err.value.job_id == job_id
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no root created either
 
 
@@ -272,13 +284,13 @@ async def test_tampered_build_is_rejected(
     build = await commit(store, make_tarball())
     tamper(build)
     for read in (store.async_get, store.async_verify):
-        with pytest.raises(StoreError) as err:
+        with pytest.raises(CorruptBuildError) as err:
             await read("job-1")
-        assert err.value.reason == "corrupt_build"
+        assert err.value.key == "corrupt_build"
     # A commit of the same job does not paper over it either.
-    with pytest.raises(StoreError) as err:
+    with pytest.raises(CorruptBuildError) as err:
         await commit(store, make_tarball())
-    assert err.value.reason == "corrupt_build"
+    assert err.value.key == "corrupt_build"
 
 
 async def test_verify_rehashes_images(store: BuildStore, make_tarball: MakeTarball) -> None:
@@ -288,9 +300,9 @@ async def test_verify_rehashes_images(store: BuildStore, make_tarball: MakeTarba
     data[0] ^= 0x01  # same size: only a rehash notices
     build.images[2].path.write_bytes(bytes(data))
     assert await store.async_get("job-1") == build
-    with pytest.raises(StoreError) as err:
+    with pytest.raises(CorruptBuildError) as err:
         await store.async_verify("job-1")
-    assert err.value.reason == "corrupt_build"
+    assert err.value.key == "corrupt_build"
     assert build.images[2].name in str(err.value)
 
 
@@ -303,9 +315,9 @@ async def test_verify_read_error(
         raise OSError(5, "Input/output error")
 
     monkeypatch.setattr(store_module, "_sha256_file", unreadable)
-    with pytest.raises(StoreError) as err:
+    with pytest.raises(CorruptBuildError) as err:
         await store.async_verify("job-1")
-    assert err.value.reason == "corrupt_build"
+    assert err.value.key == "corrupt_build"
 
 
 async def test_root_vanishing_under_a_ready_store(
@@ -317,4 +329,76 @@ async def test_root_vanishing_under_a_ready_store(
     for call in (store.async_list(), store.async_get("job-1")):
         with pytest.raises(StoreError) as err:
             await call
-        assert err.value.reason == "storage_failed"
+        assert type(err.value) is StoreError
+        assert err.value.key == "store_failed"
+
+
+# --- builds belong to their server ----------------------------------------------------------
+
+OTHER_PIN = "cd" * 32
+
+
+async def test_a_build_answers_only_for_its_server(
+    store: BuildStore, root: Path, make_tarball: MakeTarball
+) -> None:
+    build = await commit(store, make_tarball())
+    assert await store.async_get("job-1") == build
+    assert await store.async_get("job-1", server_pin=SERVER_PIN) == build
+    with pytest.raises(ForeignBuildError) as err:
+        await store.async_get("job-1", server_pin=OTHER_PIN)
+    assert err.value.key == "build_of_other_server"
+    assert (err.value.job_id, err.value.server_pin) == ("job-1", SERVER_PIN)
+
+
+async def test_download_uses_the_stored_build_of_its_own_server_only(
+    store: BuildStore, root: Path, make_tarball: MakeTarball
+) -> None:
+    build = await commit(store, make_tarball())
+    before = snapshot(root)
+    fetched: list[Path] = []
+
+    async def fetch(dest: Path) -> Fetched:
+        fetched.append(dest)
+        raise AssertionError("a stored build is never fetched again")
+
+    again = await store.async_download(
+        "job-1", server_pin=SERVER_PIN, configuration="other.yaml", fetch=fetch
+    )
+    assert again == build  # the stored build stands, configuration and all
+    with pytest.raises(ForeignBuildError):
+        await store.async_download(
+            "job-1", server_pin=OTHER_PIN, configuration="kitchen.yaml", fetch=fetch
+        )
+    assert fetched == []
+    assert snapshot(root) == before
+
+
+# --- reading needs no write access ------------------------------------------------------
+
+
+async def test_reading_a_store_never_written_creates_nothing(store: BuildStore, root: Path) -> None:
+    assert await store.async_list() == []
+    assert await store.async_get("job-1") is None
+    assert await store.async_verify("job-1") is None
+    assert await store.async_keep_last(0) == []
+    assert not root.parent.exists()
+
+
+async def test_reading_changes_nothing_and_the_first_write_tidies_up(
+    store: BuildStore, root: Path, make_tarball: MakeTarball
+) -> None:
+    build = await commit(store, make_tarball())
+    root.chmod(0o755)
+    (root / ".tmp-job-2-0123456789abcdef").mkdir()
+    reader = BuildStore(root)  # a new process: nothing written yet
+    before = snapshot(root)
+    assert await reader.async_list() == [build]
+    assert await reader.async_get("job-1") == build
+    assert await reader.async_verify("job-1") == build
+    assert snapshot(root) == before
+    assert stat.S_IMODE(root.stat().st_mode) == 0o755
+
+    assert await reader.async_delete("nothing") is False  # a write: the root is made right
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert not (root / ".tmp-job-2-0123456789abcdef").exists()
+    assert await reader.async_get("job-1") == build
