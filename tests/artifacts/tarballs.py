@@ -52,6 +52,36 @@ def declared_only(name: str, size: int) -> Entry:
     return Entry(info)
 
 
+def extension(kind: bytes, data: bytes = b"", *, size: int | None = None) -> Entry:
+    """An extension header (GNU long name/link, pax extended/global) with ``data``.
+
+    ``size`` declares a different size; the bytes it claims are then the caller's to append.
+    """
+    gnu = kind in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+    info = tarfile.TarInfo("././@LongLink" if gnu else "PaxHeader")
+    info.type = kind
+    info.size = len(data) if size is None else size
+    return Entry(info, data)
+
+
+def pax_records(records: dict[str, str]) -> bytes:
+    """Serialise pax records: ``"<length> <key>=<value>\\n"``, length counting itself."""
+    out = b""
+    for key, value in records.items():
+        body = f" {key}={value}\n".encode()
+        length = len(body) + 1
+        while len(str(length).encode() + body) != length:
+            length += 1
+        out += str(length).encode() + body
+    return out
+
+
+def with_checksum(block: bytes) -> bytes:
+    """Recompute a hand-edited header block's checksum."""
+    block = block[:148] + b" " * 8 + block[156:]
+    return block[:148] + b"%06o\0 " % sum(block) + block[156:]
+
+
 def storage(
     name: str = "dev1", esp_platform: Any = "ESP32", toolchain: Any = None, **extra: Any
 ) -> Entry:

@@ -7,6 +7,15 @@ kilobytes of gzip can expand to gigabytes).  Python's ``tarfile`` alone does not
 bytes it pulls through the decompressor, so the gzip layer is ours and counted.
 
 The reader streams (``r|``): it never seeks and never builds a member table.
+
+``tarfile`` also reads some data *while parsing a header*, before it returns the member we
+would check: the name in a GNU long-name/long-link header (``L``/``K``), the records of a
+pax header (``x``/``g``/``X``) and a GNU sparse map (``S`` extension blocks, or the map at
+the start of a pax "1.0" sparse member).  A header may claim hundreds of megabytes for
+these, zeros that gzip squeezes into a few hundred kilobytes, and tarfile holds them whole
+(twice, while joining).  So header parsing goes through :class:`_GuardedTarInfo`, which
+refuses an extension header by its declared size before tarfile reads a byte of it, and
+refuses sparse members before their map is read (they would be refused as members anyway).
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import io
 from pathlib import Path
 import re
 import tarfile
-from typing import BinaryIO, Final, Protocol
+from typing import BinaryIO, Final, NoReturn, Protocol
 import zlib
 
 from .errors import ArtifactsError, InvalidArtifactsError, UnsafeTarballError
@@ -28,9 +37,26 @@ from .errors import ArtifactsError, InvalidArtifactsError, UnsafeTarballError
 MIB: Final = 1024 * 1024
 #: Block size for every copy: memory stays flat whatever the image size.
 COPY_BLOCK: Final = 64 * 1024
-# Decompressed bytes a well-formed member may need beyond its data: its header, a pax
-# header for long names, and padding to the 512-byte block.
-_HEADER_ALLOWANCE: Final = 8 * 1024
+_BLOCK: Final = tarfile.BLOCKSIZE
+#: Data of all the extension headers in front of one member, and of all global headers.
+#: The longest path we accept (_MAX_PATH_LENGTH characters, at most 4 KiB in UTF-8) fits
+#: in one pax or GNU long-name header with room for the short numeric records tarfile
+#: adds (mtime, size, uid, ...).  The build server's tarfile writes a pax header only for
+#: a long or non-ASCII path or a fractional mtime: a few hundred bytes.
+_MAX_EXTENSION_BYTES: Final = 8 * 1024
+#: Extension headers in a row; tarfile recurses once per header.  Python's tarfile writes
+#: one per member (plus a global one up front), GNU tar two (long name and long link).
+_MAX_EXTENSION_HEADERS: Final = 4
+_EXTENSION_HEADERS: Final = {
+    tarfile.GNUTYPE_LONGNAME: "GNU long name",
+    tarfile.GNUTYPE_LONGLINK: "GNU long link name",
+    tarfile.XHDTYPE: "pax extended",
+    tarfile.XGLTYPE: "pax global",
+    tarfile.SOLARIS_XHDTYPE: "Solaris extended",
+}
+# Decompressed bytes a well-formed member may need beyond its data: its header and
+# extension headers, their data, and padding to the 512-byte block.
+_HEADER_ALLOWANCE: Final = (_MAX_EXTENSION_HEADERS + 1) * 2 * _BLOCK + _MAX_EXTENSION_BYTES
 # End-of-archive blocks plus tarfile's record padding.
 _TRAILER_ALLOWANCE: Final = 64 * 1024
 _MAX_PATH_LENGTH: Final = 1024
@@ -125,6 +151,78 @@ class _HashingReader:
         return data
 
 
+class _GuardedTarInfo(tarfile.TarInfo):
+    """tarfile's header parsing, with the data it reads on its own sized up first.
+
+    ``_proc_member`` is the hook tarfile's source offers subclasses: it runs once per
+    header, right after the 512-byte block is parsed and before anything after it is read.
+    It is private API, so tests/artifacts/test_tarball_headers.py measures peak memory: a
+    tarfile that stopped calling it would fail them rather than quietly read 250 MiB.
+    """
+
+    __slots__ = ()
+
+    def _proc_member(self, archive: tarfile.TarFile) -> tarfile.TarInfo:
+        assert isinstance(archive, _GuardedTarFile)
+        archive.account_header(self)
+        # Private, so typeshed does not declare it.
+        member: tarfile.TarInfo = super()._proc_member(archive)  # type: ignore[misc]
+        return member
+
+    def _proc_sparse(self, archive: tarfile.TarFile) -> NoReturn:
+        """Refuse a GNU sparse member before reading its map: unbounded extension blocks."""
+        raise _sparse_refused(self.name)
+
+    def _proc_gnusparse_10(
+        self, member: tarfile.TarInfo, pax_headers: object, archive: tarfile.TarFile
+    ) -> NoReturn:
+        """Refuse a pax 1.0 sparse member before reading the map at the start of its data."""
+        raise _sparse_refused(member.name)
+
+
+class _GuardedTarFile(tarfile.TarFile):
+    """A stream reader whose headers are parsed by :class:`_GuardedTarInfo`.
+
+    It keeps the extension headers' accounting: the headers since the last member, and the
+    global headers, which stay in force for the rest of the archive.
+    """
+
+    tarinfo = _GuardedTarInfo
+    # Class defaults: TarFile.__init__ parses the first header before it returns.
+    _run_headers = 0
+    _run_bytes = 0
+    _global_bytes = 0
+
+    def account_header(self, info: tarfile.TarInfo) -> None:
+        """Count one header; refuse extension headers past their limits before they are read."""
+        label = _EXTENSION_HEADERS.get(info.type)
+        if label is None:
+            self._run_headers = self._run_bytes = 0
+            return
+        self._run_headers += 1
+        if self._run_headers > _MAX_EXTENSION_HEADERS:
+            raise UnsafeTarballError(
+                f"more than {_MAX_EXTENSION_HEADERS} extension headers before one member"
+            )
+        self._run_bytes += info.size
+        if info.size < 0 or self._run_bytes > _MAX_EXTENSION_BYTES:
+            raise UnsafeTarballError(
+                f"a {label} header declares {info.size} bytes, over the "
+                f"{_MAX_EXTENSION_BYTES} byte limit for the extension headers of one member"
+            )
+        if info.type == tarfile.XGLTYPE:
+            self._global_bytes += info.size
+            if self._global_bytes > _MAX_EXTENSION_BYTES:
+                raise UnsafeTarballError(
+                    f"pax global headers declare {self._global_bytes} bytes in all, over the "
+                    f"{_MAX_EXTENSION_BYTES} byte limit"
+                )
+
+
+def _sparse_refused(name: str) -> UnsafeTarballError:
+    return UnsafeTarballError(f"member {name!r} is a sparse file, not a regular file")
+
+
 def _member_kind(info: tarfile.TarInfo) -> str:
     """Name a non-regular member type for error messages."""
     kinds = (
@@ -184,7 +282,7 @@ def open_tarball(tarball: Path, limits: TarLimits = DEFAULT_LIMITS) -> Iterator[
         gz = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="rb"))  # type: ignore[call-overload]
         stream = _CountingReader(gz, limits.max_stream_bytes)
         with _corrupt_data_is_invalid("header"):
-            tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
+            tar = stack.enter_context(_GuardedTarFile.open(fileobj=stream, mode="r|"))
         yield TarballPass(tar, stream, limits, raw)
 
 
