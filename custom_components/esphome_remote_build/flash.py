@@ -53,11 +53,12 @@ class ImageKind(StrEnum):
 
 
 # Image kind -> (file names in order of preference, OTA type).  ESP32 PlatformIO builds
-# carry ``firmware.ota.bin`` next to ``firmware.bin``; the factory image (bootloader +
+# carry ``firmware.ota.bin`` next to ``firmware.bin``; native ESP-IDF builds name the
+# partition table ``partition-table.bin``; the factory image (bootloader +
 # partitions + app) is for serial flashing and never goes over the air.
 _IMAGES: Final[dict[ImageKind, tuple[tuple[str, ...], OTAType]]] = {
     ImageKind.APPLICATION: (("firmware.ota.bin", "firmware.bin"), OTAType.APPLICATION),
-    ImageKind.PARTITION_TABLE: (("partitions.bin",), OTAType.PARTITION_TABLE),
+    ImageKind.PARTITION_TABLE: (("partitions.bin", "partition-table.bin"), OTAType.PARTITION_TABLE),
     ImageKind.BOOTLOADER: (("bootloader.bin",), OTAType.BOOTLOADER),
 }
 

@@ -1,4 +1,4 @@
-"""PROTOCOL.md §10 test vectors, byte for byte."""
+"""docs/protocol.md §10 test vectors, byte for byte."""
 
 from __future__ import annotations
 

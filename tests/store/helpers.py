@@ -46,7 +46,7 @@ def _json(data: object) -> bytes:
 
 
 def esp32_members(name: str = "kitchen", seed: int = 1) -> list[Member]:
-    """An ESP32 PlatformIO build, in the receiver's member order (PROTOCOL.md §6.2)."""
+    """An ESP32 PlatformIO build, in the receiver's member order (docs/protocol.md §6.2)."""
     env = f"{RECEIVER_BUILD}/{name}/.pioenvs/{name}"
     storage = {
         "storage_version": 1,

@@ -2,7 +2,7 @@
 
 The values are fixed by the device firmware (``ota_esphome.cpp``) and ESPHome's own client
 (``espota2.py``); they live in one place so the session code reads like the protocol
-description in OTA.md.
+description in docs/ota.md.
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ class _CodeInfo(NamedTuple):
     message: str
 
 
-#: Result codes a device sends (OTA.md, ``ota_backend.h``), with a message a user can act on.
+#: Result codes a device sends (docs/ota.md, ``ota_backend.h``), with a message a user can act on.
 DEVICE_ERRORS: Final[dict[int, _CodeInfo]] = {
     0x80: _CodeInfo("bad_magic", "the device did not recognise the OTA request (bad magic)"),
     0x81: _CodeInfo(

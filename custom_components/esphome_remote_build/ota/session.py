@@ -1,4 +1,4 @@
-"""One OTA attempt over an open connection, step by step as OTA.md describes it.
+"""One OTA attempt over an open connection, step by step as docs/ota.md describes it.
 
 The order of checks is the safety contract: everything that can refuse the upload locally
 (no Noise offered while a key is configured, partition access missing, no password for a

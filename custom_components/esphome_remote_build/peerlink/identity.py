@@ -1,7 +1,7 @@
 """This installation's peer-link identity and the ways a pin is shown to people.
 
 The receiver binds our ``dashboard_id`` to our key's pin when it approves the pairing, so
-the two are created together and must live and die together (PROTOCOL.md §2.3, §4.6).
+the two are created together and must live and die together (docs/protocol.md §2.3, §4.6).
 """
 
 from __future__ import annotations
