@@ -24,6 +24,22 @@ Deliberate differences from ESPHome: a reference that leaves the configuration f
 ``__pycache__`` and secrets files are never copied from folders; a secrets file is never
 shipped unfiltered.  Limitation shared with ESPHome's discovery: ``!secret`` keys used only
 inside remote (git) packages are unknown here, so they are not shipped.
+
+Links.  A secrets file holds every device's secrets (and Home Assistant's, one folder up),
+so it is recognised by what it *is*, not by the name it is reached under:
+
+* a symbolic link is followed only when its target resolves inside the configuration
+  folder; a link leading elsewhere is an error.  Links to folders met while collecting a
+  folder's files are not descended into;
+* a file is a *secrets file* when its identity (device and inode, after following links)
+  is that of a ``secrets.yaml`` or ``secrets.yml`` anywhere below the configuration folder
+  or in its parent folder (Home Assistant's own).  ESPHome itself only reads the
+  ``secrets.yaml`` beside each YAML file and the configuration folder's; the wider net is
+  deliberate.  The folder is walked once per bundle to find them;
+* a secrets file ships only as the filtered ``secrets.yaml`` that ``!secret`` needs.  Any
+  other path that is one (a symbolic link to it, a hard link to it, a name a secrets link
+  points at, the configuration itself) is refused with a :class:`BundleError` naming that
+  path, before the file is read.  Hard links to ordinary files are fine.
 """
 
 from __future__ import annotations
@@ -159,6 +175,29 @@ class _Scanner:
         self._yaml: dict[str, SourceFile] = {}
         self._others: dict[str, SourceFile] = {}
         self._secrets: dict[str, _SecretsFile] = {}
+        self._secrets_identities = self._find_secrets_identities()
+
+    def _find_secrets_identities(self) -> frozenset[tuple[int, int]]:
+        """Identify every secrets file, so that no link can pass one off as another file.
+
+        The whole tree is walked (hidden folders too): a hard link may point at a secrets
+        file anywhere, and only an inode comparison recognises it.
+        """
+        candidates = [
+            parent / name
+            for parent in {self._given.parent, self._root.parent}
+            for name in sorted(_SECRETS_NAMES)
+        ]
+        for dirpath, _, filenames in os.walk(self._root):
+            candidates.extend(Path(dirpath, name) for name in filenames if name in _SECRETS_NAMES)
+        identities: set[tuple[int, int]] = set()
+        for candidate in candidates:
+            try:
+                info = candidate.stat()
+            except OSError:
+                continue  # absent, or a dangling link: nothing there to leak
+            identities.add((info.st_dev, info.st_ino))
+        return frozenset(identities)
 
     def scan(self, yaml_name: str) -> ConfigScan:
         """Load the configuration, then its includes depth-first in document order."""
@@ -229,7 +268,7 @@ class _Scanner:
         secrets.used.add(key)
 
     def _load_secrets(self, arc: str, real: Path) -> _SecretsFile:
-        text = self._read_text(arc, real, self._yaml)
+        text = self._read_text(arc, real, self._yaml, secrets=True)
         documents = compose_documents(text, arc)
         root = documents[0] if documents else Mapping(MAP_TAG)
         if len(documents) > 1 or not isinstance(root, Mapping):
@@ -329,14 +368,27 @@ class _Scanner:
         if arc not in self._yaml and arc not in self._others:
             self._register(arc, real, self._others)
 
-    def _register(self, arc: str, real: Path, table: dict[str, SourceFile]) -> SourceFile:
-        """Account for one file (count and size caps) after checking it is a regular file."""
+    def _register(
+        self, arc: str, real: Path, table: dict[str, SourceFile], *, secrets: bool = False
+    ) -> SourceFile:
+        """Account for one file (count and size caps) after checking it may ship.
+
+        Only a file loaded for ``!secret`` (``secrets``, shipped filtered) may be a secrets
+        file.  The check comes before the file is read, so a secrets file passed off as a
+        configuration cannot even reach a YAML error message.
+        """
         try:
             info = real.stat()
         except OSError as err:
             raise BundleError(f"{arc} cannot be read: {err}") from err
         if not stat.S_ISREG(info.st_mode):
             raise BundleError(f"{arc} is not a regular file")
+        identity = (info.st_dev, info.st_ino)
+        if not secrets and (identity in self._secrets_identities or real.name in _SECRETS_NAMES):
+            raise BundleError(
+                f"{arc} is, or links to, a secrets file; refusing to ship it "
+                "(secrets ship only filtered, for !secret)"
+            )
         if len(self._yaml) + len(self._others) >= MAX_FILES:
             raise BundleError(f"the configuration needs more than {MAX_FILES} files")
         self._total += info.st_size
@@ -346,8 +398,10 @@ class _Scanner:
         table[arc] = source
         return source
 
-    def _read_text(self, arc: str, real: Path, table: dict[str, SourceFile]) -> str:
-        source = self._register(arc, real, table)
+    def _read_text(
+        self, arc: str, real: Path, table: dict[str, SourceFile], *, secrets: bool = False
+    ) -> str:
+        source = self._register(arc, real, table, secrets=secrets)
         if source.size > MAX_YAML_BYTES:
             raise BundleError(f"{arc} is larger than {MAX_YAML_BYTES} bytes")
         try:
