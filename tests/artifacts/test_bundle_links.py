@@ -18,7 +18,11 @@ import textwrap
 
 import pytest
 
-from custom_components.esphome_remote_build.artifacts import BundleError, write_config_bundle
+from custom_components.esphome_remote_build.artifacts import (
+    BundleError,
+    bundle as bundle_module,
+    write_config_bundle,
+)
 
 OTHER_DEVICE = "MARKER-other-device-5f1c0a"
 SUBFOLDER = "MARKER-subfolder-77e2b9"
@@ -291,3 +295,37 @@ def test_a_linked_secrets_file_is_still_shipped_filtered(tmp_path: Path) -> None
 
     assert info.files == ["dev.yaml", "secrets.yaml"]
     assert _contents(tmp_path / "b.tar.gz")["secrets.yaml"] == b"wifi_password: used-pw\n"
+
+
+@pytest.mark.parametrize("kind", ["sym", "hard"])
+def test_file_swapped_for_a_secrets_link_after_the_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The writer ships the very files the scan checked, not whatever the path holds later."""
+    vector = Vector(
+        {**_dev("font:\n  - file: fonts/x.ttf\n"), "fonts/x.ttf": "f" * 50},
+        [],
+        "fonts/x.ttf",
+        base={"secrets.yaml": f"other_device_pw: {OTHER_DEVICE}\nwifi_password: used-pw\n"},
+    )
+    cfg = _build(tmp_path, vector)
+    real_scan = bundle_module.scan_config
+
+    def scan_then_swap(*args: object, **kwargs: object) -> object:
+        result = real_scan(*args, **kwargs)  # type: ignore[arg-type]
+        font = cfg / "fonts/x.ttf"
+        font.unlink()
+        if kind == "sym":
+            font.symlink_to("../secrets.yaml")
+        else:
+            os.link(cfg / "secrets.yaml", font)
+        return result
+
+    monkeypatch.setattr(bundle_module, "scan_config", scan_then_swap)
+    out = tmp_path / "b.tar.gz"
+
+    with pytest.raises(BundleError, match=r"fonts/x\.ttf changed while the bundle was written"):
+        write_config_bundle(cfg, "dev.yaml", out)
+
+    assert not out.exists()
+    assert list(tmp_path.glob("*.tmp")) == []

@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 from typing import BinaryIO, Final
 
-from .config_scan import MAX_BUNDLE_BYTES, scan_config
+from .config_scan import MAX_BUNDLE_BYTES, SourceFile, scan_config
 from .errors import BundleError
 from .models import BundleInfo
 
@@ -92,6 +92,7 @@ def write_config_bundle(
                 for source in sorted(scan.files, key=lambda source: source.arcname):
                     if source.arcname not in scan.secrets:
                         with source.path.open("rb") as data:
+                            _check_identity(source, data)
                             tar.addfile(_member(source.arcname, source.size), data)
         temp.replace(out)
     except BaseException as err:
@@ -100,6 +101,13 @@ def write_config_bundle(
             raise BundleError(f"cannot write the bundle {out}: {err}") from err
         raise
     return BundleInfo(path=out, size=writer.size, sha256=writer.hexdigest(), files=files)
+
+
+def _check_identity(source: SourceFile, data: BinaryIO) -> None:
+    """Refuse a file that is no longer the one the scan checked (it may be a secrets file now)."""
+    found = os.fstat(data.fileno())
+    if (found.st_dev, found.st_ino) != source.identity:
+        raise BundleError(f"{source.arcname} changed while the bundle was written")
 
 
 def _member(name: str, size: int) -> tarfile.TarInfo:

@@ -100,11 +100,16 @@ type _Target = tuple[str, Path]
 
 @dataclass(frozen=True, slots=True)
 class SourceFile:
-    """A file to ship: ``arcname`` is its POSIX path relative to the configuration folder."""
+    """A file to ship: ``arcname`` is its POSIX path relative to the configuration folder.
+
+    ``identity`` (device, inode) is the file the scan checked; the writer ships that file
+    or nothing, whatever ``path`` leads to by then.
+    """
 
     arcname: str
     path: Path
     size: int
+    identity: tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +399,7 @@ class _Scanner:
         self._total += info.st_size
         if self._total > self._max_bytes:
             raise BundleError(f"the configuration's files exceed {self._max_bytes} bytes")
-        source = SourceFile(arcname=arc, path=real, size=info.st_size)
+        source = SourceFile(arcname=arc, path=real, size=info.st_size, identity=identity)
         table[arc] = source
         return source
 
