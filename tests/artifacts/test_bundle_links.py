@@ -23,6 +23,7 @@ from custom_components.esphome_remote_build.artifacts import (
     bundle as bundle_module,
     write_config_bundle,
 )
+from custom_components.esphome_remote_build.artifacts.config_scan import scan_config
 
 OTHER_DEVICE = "MARKER-other-device-5f1c0a"
 SUBFOLDER = "MARKER-subfolder-77e2b9"
@@ -233,6 +234,7 @@ def test_no_secrets_file_ships_through_a_link(tmp_path: Path, vector: Vector) ->
     cfg = _build(tmp_path, vector)
     out = tmp_path / "b.tar.gz"
 
+    refusal: str | None
     try:
         write_config_bundle(cfg, vector.yaml_name, out)
     except BundleError as err:
@@ -309,10 +311,9 @@ def test_file_swapped_for_a_secrets_link_after_the_scan(
         base={"secrets.yaml": f"other_device_pw: {OTHER_DEVICE}\nwifi_password: used-pw\n"},
     )
     cfg = _build(tmp_path, vector)
-    real_scan = bundle_module.scan_config
 
     def scan_then_swap(*args: object, **kwargs: object) -> object:
-        result = real_scan(*args, **kwargs)  # type: ignore[arg-type]
+        result = scan_config(*args, **kwargs)  # type: ignore[arg-type]
         font = cfg / "fonts/x.ttf"
         font.unlink()
         if kind == "sym":
