@@ -1,4 +1,4 @@
-"""read_image_set on well-formed tarballs of each platform family (PROTOCOL.md §6.2, §6.4)."""
+"""read_image_set on well-formed tarballs of each platform family (docs/protocol.md §6.2, §6.4)."""
 
 from __future__ import annotations
 

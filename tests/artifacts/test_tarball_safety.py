@@ -476,6 +476,6 @@ def test_member_must_yield_exactly_its_declared_size(
 
 
 def test_default_limits_are_the_protocol_caps() -> None:
-    """PROTOCOL.md §6.5/§6.6: 256 MiB per member and in total."""
+    """docs/protocol.md §6.5/§6.6: 256 MiB per member and in total."""
     limits = TarLimits()
     assert (limits.max_member_size, limits.max_total_size) == (256 * MIB, 256 * MIB)

@@ -1,9 +1,9 @@
 """HA-free handling of build artifacts and config bundles.
 
-* :func:`read_image_set` checks a downloaded artifacts tarball (PROTOCOL.md §6) and writes
+* :func:`read_image_set` checks a downloaded artifacts tarball (docs/protocol.md §6) and writes
   its flashable images to disk;
 * :func:`write_config_bundle` packs a device configuration in ESPHome's bundle format
-  (PROTOCOL.md §5.5a) for ``submit_job``.
+  (docs/protocol.md §5.5a) for ``submit_job``.
 
 Both block (they read and write files): call them in an executor, or use
 :func:`async_read_image_set`.

@@ -2,7 +2,7 @@
 
 Pure functions over the bytes of ``storage.json`` / ``idedata.json`` and the set of member
 basenames, so the rules (which file is the firmware, which offsets are trusted, what order
-images come in) are testable without any tarball.  See PROTOCOL.md §6.2 to §6.5.
+images come in) are testable without any tarball.  See docs/protocol.md §6.2 to §6.5.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Write ESPHome's config bundle: what ``submit_job`` uploads (PROTOCOL.md §5.5a).
+"""Write ESPHome's config bundle: what ``submit_job`` uploads (docs/bundle-and-artifacts.md §1).
 
 The build server hands the upload to ESPHome's own bundle reader, so the format is
 ESPHome's: a gzip tar with ``manifest.json`` first, then the filtered secrets files, then

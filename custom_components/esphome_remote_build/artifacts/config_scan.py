@@ -1,7 +1,7 @@
 """Find every local file an ESPHome device configuration needs, as ESPHome's bundler does.
 
 ESPHome's ``esphome bundle`` re-parses the YAML with its own loader, then walks the
-*validated* configuration (PROTOCOL.md §5.5a).  Home Assistant cannot import ESPHome, so
+*validated* configuration (docs/protocol.md §5.5a).  Home Assistant cannot import ESPHome, so
 this module reads the YAML node tree (see :mod:`.yaml_nodes`) and follows the same rules:
 
 * ``!include`` (scalar or ``{file: ..., vars: ...}`` form, wherever it appears, including
