@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ from custom_components.esphome_remote_build.peerlink import (
     DownloadError,
     DownloadIntegrityError,
     DownloadRejectedError,
+    DownloadWriteError,
     JobNotCompletedError,
     UnknownJobError,
 )
@@ -217,7 +219,7 @@ async def test_commit_failure_is_reported(tmp_path: Path) -> None:
     (dest / "keep").write_text("x")
     asm = ArtifactAssembler("j1", dest)
     await _feed(asm, _stream())
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(DownloadWriteError) as info:
         asm.result.result()
     assert info.value.reason == "write_failed"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz"]
@@ -241,7 +243,7 @@ async def test_write_error_fails_the_download(tmp_path: Path) -> None:
     asm._writer._file.close()  # the disk goes away under the writer
     for _, frame in stream[1:-1]:
         await asm.on_chunk(frame)  # type: ignore[arg-type]
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(DownloadWriteError) as info:
         asm.result.result()
     assert info.value.reason == "write_failed"
     await asyncio.sleep(0.05)  # let the worker's last write settle
@@ -261,3 +263,37 @@ async def test_abandon_mid_write_leaves_nothing(tmp_path: Path) -> None:
         await asyncio.sleep(0.01)
     assert list(tmp_path.iterdir()) == []
     assert asm.result.cancelled()
+
+
+async def test_a_temporary_file_that_cannot_be_created_fails_the_download(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_bytes(b"")  # the destination's folder is a file
+    asm = ArtifactAssembler("j1", blocker / "a.tar.gz")
+    await _feed(asm, _stream())  # the start fails; the rest of the stream is ignored
+    with pytest.raises(DownloadWriteError) as info:
+        asm.result.result()
+    assert info.value.reason == "write_failed"
+    assert isinstance(info.value, DownloadError)
+    assert [p.name for p in tmp_path.iterdir()] == ["blocker"]
+
+
+async def test_a_cleanup_that_cannot_delete_never_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    asm = ArtifactAssembler("j1", tmp_path / "a")
+    stream = _stream()
+    await _feed(asm, stream[:2])
+    real_unlink = Path.unlink
+
+    def refuse(self: Path, missing_ok: bool = False) -> None:
+        if self.name.endswith(".part"):
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    await asm.on_end({"job_id": "j1", "accepted": False, "reason": "stream_failed", "detail": ""})
+    with pytest.raises(DownloadRejectedError):
+        asm.result.result()
+    asm.abandon()
+    asm.discard()
+    assert "Read-only file system" in caplog.text

@@ -7,6 +7,10 @@ pays for decoding.  The assembler enforces the stream's rules
 (PROTOCOL.md §5.7) and, on any failure, removes its temporary file; only a stream that
 ended with ``accepted:true``, the declared size and the declared SHA-256 is renamed into
 place.
+
+A failure of our own disk (full, read-only, no permission) is a
+:class:`DownloadWriteError` wherever it happens — creating the file included — and never
+leaves as a raw ``OSError``: the session must outlive it.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import asyncio
 import binascii
 import contextlib
 import hashlib
+import logging
 import os
 from pathlib import Path
 import re
@@ -26,6 +31,7 @@ from .errors import (
     DownloadError,
     DownloadIntegrityError,
     DownloadRejectedError,
+    DownloadWriteError,
     JobNotCompletedError,
     UnknownJobError,
 )
@@ -37,6 +43,7 @@ from .frames import (
 )
 from .models import DownloadResult
 
+_LOGGER = logging.getLogger(__name__)
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _OFFSET_RE = re.compile(r"^0x[0-9a-fA-F]{1,16}$")
 
@@ -132,12 +139,15 @@ class _BatchWriter:
             self._remove(inflight)
 
     def _remove(self, inflight: asyncio.Future[None] | None) -> None:
+        """Delete the file; never raises, cleanup runs on failure paths (and as a callback)."""
         if inflight is not None and not inflight.cancelled():
             inflight.exception()  # retrieved: a failed write is already reported elsewhere
         with contextlib.suppress(OSError):
             self._file.close()
-        with contextlib.suppress(FileNotFoundError):
-            self._path.unlink()
+        try:
+            self._path.unlink(missing_ok=True)
+        except OSError as err:  # e.g. the file system turned read-only under us
+            _LOGGER.warning("could not remove the partial download %s: %s", self._path, err)
 
 
 class ArtifactAssembler:
@@ -170,8 +180,12 @@ class ArtifactAssembler:
         if problem is not None:
             self.fail(DownloadIntegrityError("invalid_start_header", problem))
             return
+        try:
+            self._writer = _BatchWriter(self._tmp)
+        except OSError as err:  # the disk is full or read-only, the folder is not ours, …
+            self.fail(DownloadWriteError(f"cannot create {self._tmp}: {err.strerror or err}"))
+            return
         self._start = frame
-        self._writer = _BatchWriter(self._tmp)
         self.last_activity = time.monotonic()
 
     async def on_chunk(self, frame: ArtifactsChunkFrame) -> None:
@@ -185,7 +199,7 @@ class ArtifactAssembler:
             self.fail(err)
             return
         except (OSError, ValueError) as err:  # ValueError: the file was closed under us
-            self.fail(DownloadError("write_failed", str(err)))
+            self.fail(DownloadWriteError(str(err)))
             return
         self._next_index += 1
         self._finished_chunks = frame["is_last"]
@@ -237,7 +251,7 @@ class ArtifactAssembler:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, writer.close_and_rename, self.dest)
         except (OSError, ValueError) as err:
-            self.fail(DownloadError("write_failed", str(err)))
+            self.fail(DownloadWriteError(str(err)))
             return
         result = DownloadResult(
             job_id=self.job_id,

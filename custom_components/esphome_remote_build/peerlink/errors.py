@@ -194,3 +194,18 @@ class DownloadTimeoutError(DownloadError):
     """The download took too long overall, or the server went quiet between chunks."""
 
     key = "download_timeout"
+
+
+class DownloadWriteError(DownloadError):
+    """The artifacts could not be written here (disk full, read-only, no permission).
+
+    A fault on our side, not the server's: the session is fine and retrying helps only
+    once the disk is.  Nothing was kept.
+    """
+
+    key = "download_write_failed"
+
+    reason = "write_failed"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("write_failed", detail)
