@@ -358,3 +358,13 @@ async def test_pending_then_approved_then_session(
     assert again.response["intent_response"] == "approved"
     session_link = await connect()
     assert session_link.response["intent_response"] == "ok"
+
+
+async def test_response_plaintext_replaces_the_intent_response(
+    connect: Connect, rd: ReceiverDouble, paired: Offloader
+) -> None:
+    rd.faults.response_plaintext = b'{"intent_response" : "ok", "n": 1}'
+    link = await connect()
+    assert link.response == {"intent_response": "ok", "n": 1}
+    assert await link.recv_until_closed() == []  # no session behind it
+    assert rd.sessions == {}

@@ -7,23 +7,34 @@ request fails with a typed error, and the link itself stays up (or comes back by
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 import errno
+import logging
 import os
 from pathlib import Path
 import time
 from typing import Any
 
+import aiohttp
 import pytest
 
 from custom_components.esphome_remote_build.peerlink import (
     Disconnected,
     DownloadWriteError,
     Identity,
+    ProtocolError,
+    QueueStatus,
+    SessionLostError,
+    pair_request,
+    pair_status,
+    preview,
 )
+from custom_components.esphome_remote_build.peerlink.frames import MessageType
 from tests.peerlink.conftest import Harness
-from tests.support.receiver_double import Artifacts
+from tests.support.receiver_double import Artifacts, ReceiverDouble
 
 TARBALL = os.urandom(100_000)  # 4 chunks
+HUGE = b"9" * 5000  # valid JSON, but json.loads refuses integers of more than 4300 digits
 
 
 def _sessions(h: Harness) -> int:
@@ -33,6 +44,107 @@ def _sessions(h: Harness) -> int:
 def _completed_job(h: Harness, identity: Identity, job_id: str = "job1") -> str:
     h.rd.add_job(identity.dashboard_id, job_id, artifacts=Artifacts(TARBALL, "0x10000"))
     return job_id
+
+
+# --- 1. a frame the JSON parser refuses ends one session, never the link -----------------
+
+
+@pytest.mark.parametrize(
+    "plaintext",
+    [
+        b'{"type":"queue_status","idle":true,"running":false,"queue_depth":' + HUGE + b"}",
+        b'{"type":"ping","nonce":' + HUGE + b"}",
+        b'{"type":"ping","nonce":NaN}',
+        b'{"type":"ping","nonce":1e400}',
+    ],
+    ids=["huge-int-in-queue-status", "huge-int-ping-nonce", "nan-nonce", "infinite-nonce"],
+)
+async def test_a_frame_json_refuses_resets_the_session_and_the_link_recovers(
+    session: Harness, plaintext: bytes
+) -> None:
+    # What the receiver's own parser (orjson) refuses too: a malformed frame (§5.2).
+    await session.rd.session().send_plaintext(plaintext)
+    await session.until(lambda: bool(session.of(Disconnected)))
+    assert session.of(Disconnected)[0] == Disconnected("transport_error", False, None)
+    await session.until(lambda: _sessions(session) == 2 and session.client.connected)
+    live = session.rd.session()
+    await live.send_frame(
+        {"type": "queue_status", "idle": False, "running": True, "queue_depth": 4}
+    )
+    await session.until(lambda: session.client.queue == QueueStatus(False, True, 4))
+    await session.client.cancel_job("abc")
+    await live.wait_received("cancel_job")
+
+
+@pytest.mark.parametrize(
+    "nonce",
+    [b'"\\ud800"', b"[" * 20_000 + b"]" * 20_000, b'"7"', b"true"],
+    ids=["lone-surrogate", "deeply-nested", "string", "bool"],
+)
+async def test_a_ping_without_an_integer_nonce_is_dropped(session: Harness, nonce: bytes) -> None:
+    # The nonce is an int (§5.4); echoing anything else could fail to encode.
+    live = session.rd.session()
+    await live.send_plaintext(b'{"type":"ping","nonce":' + nonce + b"}")
+    await live.send_frame({"type": "ping", "nonce": 5})
+    pong = await live.wait_received("pong")
+    assert pong["nonce"] == 5
+    assert len(live.record.received_of("pong")) == 1
+    assert session.client.connected
+    assert _sessions(session) == 1
+
+
+async def _pair_request(http: aiohttp.ClientSession, rd: ReceiverDouble, me: Identity) -> Any:
+    return await pair_request(http, rd.host, rd.port, me, rd.pin, label="l", friendly_name="f")
+
+
+async def _pair_status(http: aiohttp.ClientSession, rd: ReceiverDouble, me: Identity) -> Any:
+    rd.add_peer(me.dashboard_id, me.pin_sha256)
+    return await pair_status(http, rd.host, rd.port, me, rd.pin, timeout=5)
+
+
+async def _preview(http: aiohttp.ClientSession, rd: ReceiverDouble, me: Identity) -> Any:
+    return await preview(http, rd.host, rd.port, me)
+
+
+@pytest.mark.parametrize("intent", [_preview, _pair_request, _pair_status])
+async def test_a_one_shot_answer_json_refuses_is_a_protocol_error(
+    http: aiohttp.ClientSession, rd: ReceiverDouble, intent: Callable[..., Any]
+) -> None:
+    rd.faults.response_plaintext = (
+        b'{"intent_response":"ok","esphome_version":"2026.10.0","n":' + HUGE + b"}"
+    )
+    with pytest.raises(ProtocolError):
+        await intent(http, rd, Identity.generate())
+
+
+async def test_an_unexpected_error_in_a_session_is_logged_once_and_the_link_reconnects(
+    session: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = session.client
+    real = client._handlers[MessageType.QUEUE_STATUS]
+    failures = [RuntimeError("bug in a frame handler")]
+
+    async def broken(frame: dict[str, Any]) -> None:
+        if failures:
+            raise failures.pop()
+        await real(frame)
+
+    client._handlers[MessageType.QUEUE_STATUS] = broken
+    waiter = asyncio.create_task(client.wait_for_job("job1", 5))
+    await asyncio.sleep(0)
+    await session.rd.session().send_frame(
+        {"type": "queue_status", "idle": True, "running": False, "queue_depth": 0}
+    )
+    with pytest.raises(SessionLostError):
+        await waiter
+    await session.until(lambda: _sessions(session) == 2 and client.connected)
+    assert session.of(Disconnected)[0].reason == "internal_error"
+    assert session.of(Disconnected)[0].terminal is False
+    assert client.running
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(logged) == 1
+    assert logged[0].exc_info is not None
+    assert "bug in a frame handler" in caplog.text
 
 
 # --- 2. our disk refuses the artifacts ---------------------------------------------------

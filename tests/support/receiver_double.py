@@ -320,6 +320,9 @@ class Faults:
     """Intent -> (intent_response, reason) answered instead of the outcome matrix."""
     response_extra: dict[str, Any] = field(default_factory=dict)
     """Fields merged into every intent response (wrong types, extra keys, overrides)."""
+    response_plaintext: bytes | None = None
+    """Encrypt these bytes as the intent response instead of its JSON (valid JSON that a
+    strict parser refuses, e.g. a 5000-digit integer, which `json.dumps` cannot write)."""
     ignore_pings: bool = False
     """Never answer the client's `ping` (exercises the client's liveness timer)."""
     withhold_submit_ack: bool = False
@@ -1197,6 +1200,9 @@ class ReceiverDouble:
         record.response = self._intent_response(handshake.intent, outcome, reason)
         if fault is HandshakeFault.GARBAGE_RESPONSE:
             await ws.send_bytes(secrets.token_bytes(64))
+            return
+        if self.faults.response_plaintext is not None:
+            await ws.send_bytes(handshake.noise.encrypt(self.faults.response_plaintext))
             return
         await ws.send_bytes(handshake.noise.encrypt(encode_json(record.response)))
         self.notify()

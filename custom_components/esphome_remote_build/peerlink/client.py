@@ -5,7 +5,9 @@
 30 s, dead after 90 s of silence), turns server frames into typed events for subscribers,
 and serves the request/response flows keyed by ``job_id``: uploads and their acks, and one
 artifacts download at a time.  Terminal refusals (revoked pairing, changed server key) stop
-the loop: a person has to re-pair, retrying cannot help.
+the loop: a person has to re-pair, retrying cannot help.  Nothing else stops it: whatever
+goes wrong inside a session — even a bug — ends that session, is reported, and the loop
+reconnects.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ BACKOFF_MAX = 30.0
 DOWNLOAD_TIMEOUT = 900.0
 CHUNK_GAP_TIMEOUT = 60.0
 KEEP_JOB_STATES = 100
+
+# Close reason of our own making (the server's terminate reasons are passed on verbatim).
+INTERNAL_ERROR = "internal_error"
 
 
 class PeerLinkClient:
@@ -184,17 +189,33 @@ class PeerLinkClient:
                 _LOGGER.exception("peer-link event subscriber failed")
 
     async def _run(self) -> None:
+        """Keep a session open until stopped or refused for good.
+
+        The loop must never end silently: an unexpected exception from a session (a bug,
+        a frame nothing foresaw) is logged once with its traceback and handled like a
+        lost connection — ``Disconnected``, waiters failed — then the loop reconnects.
+        Its back-off is not reset, so a failure that repeats on every session is retried
+        at the slow end of the back-off, not in a tight loop.
+        """
         backoff = self._backoff_initial
         while True:
             try:
-                channel = await self._open()
+                reason = await self._serve(await self._open())
             except (NotPairedError, PinMismatchError) as err:
                 self._after_session(err.reason, terminal=True, error=err)
                 return
             except PeerLinkError as err:
                 self._after_session(err.reason, terminal=False, error=err)
+            except Exception as err:
+                _LOGGER.exception(
+                    "unexpected error in the peer link to %s:%s; reconnecting",
+                    self.host,
+                    self.port,
+                )
+                failure = PeerLinkError(f"unexpected error: {err!r}")
+                failure.reason = INTERNAL_ERROR
+                self._after_session(INTERNAL_ERROR, terminal=False, error=failure)
             else:
-                reason = await self._serve(channel)
                 if self._stopping:
                     return  # stop() reports the end of this session
                 terminal = self._is_terminal_close(reason)
@@ -271,7 +292,11 @@ class PeerLinkClient:
     # --- one session ------------------------------------------------------------------
 
     async def _serve(self, channel: Channel) -> str:
-        """Run reader and heartbeat until one ends; return the close reason."""
+        """Run reader and heartbeat until one ends; return the close reason.
+
+        Exceptions other than :class:`PeerLinkError` leave to ``_run``, after the channel
+        is closed.
+        """
         last_rx = [time.monotonic()]
         reader = asyncio.create_task(self._read_loop(channel, last_rx))
         heartbeat = asyncio.create_task(self._heartbeat_loop(channel, last_rx))
@@ -311,7 +336,12 @@ class PeerLinkClient:
                 reason = frame.get("reason")
                 return reason[:64] if isinstance(reason, str) and reason else "terminated"
             if kind == MessageType.PING:
-                await channel.send({"type": MessageType.PONG, "nonce": frame.get("nonce")})
+                try:
+                    nonce = frames.parse_ping(frame)
+                except ProtocolError as err:  # echoing it verbatim could fail to encode
+                    _LOGGER.debug("dropped malformed ping: %s", err)
+                    continue
+                await channel.send({"type": MessageType.PONG, "nonce": nonce})
                 continue
             try:
                 await self._dispatch(kind, frame)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 import json
-from typing import Any, Literal, NotRequired, TypedDict
+import math
+from typing import Any, Literal, NoReturn, NotRequired, TypedDict
 
 from .errors import ProtocolError
 
@@ -235,14 +236,40 @@ _BULK_KEY = b'"data_b64":"'
 _BULK_MIN_BYTES = 4096
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: JSON allows it, no float holds it
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _not_json(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(data: bytes) -> object:
+    """Parse strict JSON, like the receiver's orjson: no NaN/Infinity, no infinite floats.
+
+    What this refuses could not be written back either (``encode`` is strict), so nothing
+    that passes here can make a later send fail.  Integers of more than 4300 digits are
+    refused by ``json`` itself, with a plain ``ValueError``.
+    """
+    return json.loads(data, parse_float=_finite_float, parse_constant=_not_json)
+
+
 def decode_object(data: bytes) -> dict[str, Any]:
-    """Decode one plaintext frame; anything but a JSON object is a protocol error."""
+    """Decode one plaintext frame; anything but a JSON object is a protocol error.
+
+    *Every* parse failure becomes :class:`ProtocolError` — ``json`` raises plain
+    ``ValueError`` (huge integers) and ``RecursionError`` (deep nesting) besides its own
+    error — so one odd frame can end a session but never the task that reads it.
+    """
     if len(data) >= _BULK_MIN_BYTES and (fast := _decode_bulk_frame(data)) is not None:
         return fast
     try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ProtocolError("frame is not valid JSON") from err
+        value = _loads(data)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError/UnicodeDecodeError too
+        raise ProtocolError(f"frame is not valid JSON: {str(err)[:100]}") from err
     if not isinstance(value, dict):
         raise ProtocolError("frame is not a JSON object")
     return value
@@ -268,10 +295,10 @@ def _decode_bulk_frame(data: bytes) -> dict[str, Any] | None:
     if b"\\" in value:
         return None
     try:
-        rest = json.loads(data[:value_at] + data[value_end:])
+        rest = _loads(data[:value_at] + data[value_end:])
         text = value.decode("ascii")
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
+    except (ValueError, RecursionError):
+        return None  # the ordinary path says what is wrong
     if not isinstance(rest, dict) or rest.get("data_b64") != "":
         return None
     rest["data_b64"] = text
@@ -332,6 +359,11 @@ def parse_intent_response(frame: dict[str, Any]) -> IntentResponseFrame:
         "auto_provision_supported": _soft_bool(frame, "auto_provision_supported"),
         "reset_build_env_supported": _soft_bool(frame, "reset_build_env_supported"),
     }
+
+
+def parse_ping(frame: dict[str, Any]) -> int:
+    """Validate ``ping`` and return its nonce (an int, §5.4), to be echoed in the pong."""
+    return _int(frame, "nonce", -(2**63), 2**63)
 
 
 def parse_queue_status(frame: dict[str, Any]) -> QueueStatusFrame:
