@@ -22,6 +22,7 @@ from custom_components.esphome_remote_build.peerlink import (
     Disconnected,
     DownloadWriteError,
     Identity,
+    InvalidJobIdError,
     ProtocolError,
     QueueStatus,
     SessionLostError,
@@ -193,3 +194,50 @@ async def test_a_local_write_error_fails_fast_and_keeps_the_session(
     assert _sessions(session) == 1
     assert not session.of(Disconnected)
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
+
+
+# --- 5. job ids no job can have ----------------------------------------------------------
+
+
+async def _cancel(h: Harness, job_id: str, tmp_path: Path) -> None:
+    await h.client.cancel_job(job_id)
+
+
+async def _download(h: Harness, job_id: str, tmp_path: Path) -> None:
+    await h.client.download_artifacts(job_id, tmp_path / "out")
+
+
+async def _wait(h: Harness, job_id: str, tmp_path: Path) -> None:
+    await h.client.wait_for_job(job_id, 1)
+
+
+async def _submit(h: Harness, job_id: str, tmp_path: Path) -> None:
+    bundle = tmp_path / "b.tar.gz"
+    bundle.write_bytes(b"x" * 100)
+    await h.client.submit_job(bundle, "dev.yaml", job_id=job_id)
+
+
+@pytest.mark.parametrize("request_", [_cancel, _download, _wait, _submit])
+@pytest.mark.parametrize(
+    "job_id",
+    ["x" * 70_000, "", "a/b", "../x", "é", "a\n", "x" * 65],
+    ids=["70000-chars", "empty", "slash", "dotdot", "non-ascii", "newline", "65-chars"],
+)
+async def test_a_job_id_no_job_can_have_is_refused_before_anything_is_sent(
+    session: Harness,
+    tmp_path: Path,
+    request_: Callable[[Harness, str, Path], Any],
+    job_id: str,
+) -> None:
+    with pytest.raises(InvalidJobIdError) as info:
+        await request_(session, job_id, tmp_path)
+    assert info.value.reason == "invalid_job_id"
+    assert not isinstance(info.value, ValueError)
+    live = session.rd.session()
+    await live.send_frame({"type": "ping", "nonce": 77})
+    await live.wait_received("pong")  # everything we sent before has arrived
+    sent = [f["type"] for f in live.record.received if f["type"] not in ("ping", "pong")]
+    assert sent == []
+    assert session.client.connected
+    assert _sessions(session) == 1
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / "b.tar.gz"])

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 import contextlib
 import logging
 from pathlib import Path
-import secrets
 import time
 from typing import Any
 
@@ -32,6 +31,7 @@ from .errors import (
     DownloadError,
     DownloadTimeoutError,
     IntentRejectedError,
+    InvalidJobIdError,
     NotConnectedError,
     NotPairedError,
     PeerLinkError,
@@ -49,6 +49,7 @@ from .frames import (
     TerminateReason,
 )
 from .identity import Identity
+from .job_id import is_valid_job_id, new_job_id
 from .models import (
     Connected,
     Disconnected,
@@ -421,6 +422,17 @@ class PeerLinkClient:
             raise NotConnectedError("the build server is not connected")
         return self._channel
 
+    @staticmethod
+    def _check_job_id(job_id: str) -> None:
+        """Refuse an id no job of ours can have, before anything is sent.
+
+        The server takes any string, so nothing else would stop it: a 70 000-character id
+        makes a frame the server ends the session for, and an id outside the store's
+        alphabet can never be stored anyway.
+        """
+        if not is_valid_job_id(job_id):
+            raise InvalidJobIdError(job_id)
+
     async def submit_job(
         self,
         bundle: Path,
@@ -430,17 +442,21 @@ class PeerLinkClient:
         job_id: str | None = None,
     ) -> str:
         """Upload a config bundle as a new job and return its id once the server accepted it."""
+        if job_id is not None:
+            self._check_job_id(job_id)
         channel = self._require_channel()
-        job_id = job_id or secrets.token_hex(6)
+        job_id = job_id or new_job_id()
         await self._submitter.submit(channel, bundle, configuration_filename, job_id, device_name)
         return job_id
 
     async def cancel_job(self, job_id: str) -> None:
         """Ask the server to cancel a job; the confirmation arrives as a state change."""
+        self._check_job_id(job_id)
         await self._require_channel().send({"type": MessageType.CANCEL_JOB, "job_id": job_id})
 
     async def wait_for_job(self, job_id: str, timeout: float) -> JobStateChanged:
         """Wait until a job reaches a terminal status (or the session is lost)."""
+        self._check_job_id(job_id)
         known = self.jobs.get(job_id)
         if known is not None and known.status.is_terminal:
             return known
@@ -468,6 +484,7 @@ class PeerLinkClient:
         One download per session at a time (the server allows no more).  On any failure
         ``dest`` is untouched and no temporary file remains.
         """
+        self._check_job_id(job_id)
         if self._download_lock.locked():
             raise DownloadBusyError("duplicate_download", "a download is already running")
         async with self._download_lock:

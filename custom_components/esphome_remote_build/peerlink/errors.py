@@ -209,3 +209,20 @@ class DownloadWriteError(DownloadError):
 
     def __init__(self, detail: str = "") -> None:
         super().__init__("write_failed", detail)
+
+
+class InvalidJobIdError(PeerLinkError):
+    """A job id that no job of ours can have; refused before anything is sent.
+
+    The server takes any string, so a bad id would otherwise travel: a long one makes a
+    frame the server drops the session for.
+    """
+
+    key = "invalid_job_id"
+
+    reason = "invalid_job_id"
+
+    def __init__(self, job_id: str) -> None:
+        shown = job_id if len(job_id) <= 80 else f"{job_id[:77]}..."
+        super().__init__(f"invalid job id {shown!r}")
+        self.job_id = job_id
