@@ -490,7 +490,9 @@ async def test_stalled_download_times_out(
         await session.client.download_artifacts(job_id, tmp_path / "o", chunk_timeout=0.3)
     assert info.value.reason == "chunk_timeout"
     assert list(tmp_path.iterdir()) == []
-    assert session.client.connected  # pings kept flowing: the session is fine
+    # Pings kept flowing: the session is fine until the abandoned stream, too, has been
+    # still for a whole gap (test_client_faults covers what happens then).
+    assert session.client.connected
 
 
 async def test_slow_download_hits_the_overall_timeout(
@@ -568,20 +570,6 @@ async def test_retry_waits_for_an_abandoned_stream_to_end(
     assert not (tmp_path / "a").exists()
     starts = session.rd.session().record.sent_of("artifacts_start")
     assert len(starts) == 2
-
-
-async def test_retry_gives_up_on_a_stream_that_never_ends(
-    session: Harness, identity: Identity, tmp_path: Path
-) -> None:
-    job_id = await _completed_job(session, identity)
-    session.rd.faults.download = DownloadFaults(stall_after_chunk=0)
-    with pytest.raises(DownloadTimeoutError):
-        await session.client.download_artifacts(job_id, tmp_path / "a", chunk_timeout=0.2)
-    with pytest.raises(DownloadBusyError) as info:
-        await session.client.download_artifacts(job_id, tmp_path / "b", chunk_timeout=0.2)
-    assert "abandoned" in str(info.value)
-    assert list(tmp_path.iterdir()) == []
-    assert len(session.rd.session().record.received_of("download_artifacts")) == 1
 
 
 async def test_session_loss_fails_a_waiting_submit(session: Harness, bundle: Path) -> None:

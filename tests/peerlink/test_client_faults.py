@@ -20,6 +20,7 @@ import pytest
 
 from custom_components.esphome_remote_build.peerlink import (
     Disconnected,
+    DownloadTimeoutError,
     DownloadWriteError,
     Identity,
     InvalidJobIdError,
@@ -32,7 +33,7 @@ from custom_components.esphome_remote_build.peerlink import (
 )
 from custom_components.esphome_remote_build.peerlink.frames import MessageType
 from tests.peerlink.conftest import Harness
-from tests.support.receiver_double import Artifacts, ReceiverDouble
+from tests.support.receiver_double import Artifacts, DownloadFaults, ReceiverDouble
 
 TARBALL = os.urandom(100_000)  # 4 chunks
 HUGE = b"9" * 5000  # valid JSON, but json.loads refuses integers of more than 4300 digits
@@ -194,6 +195,49 @@ async def test_a_local_write_error_fails_fast_and_keeps_the_session(
     assert _sessions(session) == 1
     assert not session.of(Disconnected)
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".part")]
+
+
+# --- 3. a stream that stalls for good must not block every later download ----------------
+
+
+@pytest.mark.parametrize("retry_at_once", [False, True], ids=["retry-later", "retry-at-once"])
+async def test_a_stalled_abandoned_stream_drops_the_session_and_the_next_download_works(
+    session: Harness, identity: Identity, tmp_path: Path, retry_at_once: bool
+) -> None:
+    job_id = _completed_job(session, identity)
+    session.rd.faults.download = DownloadFaults(stall_after_chunk=1)  # pings keep flowing
+    with pytest.raises(DownloadTimeoutError) as info:
+        await session.client.download_artifacts(job_id, tmp_path / "a", chunk_timeout=0.3)
+    assert info.value.reason == "chunk_timeout"
+    session.rd.faults.download = DownloadFaults()
+    if not retry_at_once:
+        # No one asks for anything: the client notices the stream never ends by itself.
+        await session.until(lambda: _sessions(session) == 2 and session.client.connected)
+    result = await session.client.download_artifacts(job_id, tmp_path / "b", chunk_timeout=0.3)
+    assert result.total_bytes == len(TARBALL)
+    assert (tmp_path / "b").read_bytes() == TARBALL
+    assert _sessions(session) == 2
+    first = session.rd.connections_for("peer_link")[0]
+    assert first.terminate_received == "stalled_download"
+    assert session.of(Disconnected) == [Disconnected("stalled_download", False, None)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+async def test_a_stalled_stream_reconnects_without_back_off(
+    rd: ReceiverDouble, identity: Identity, make_client: Callable[..., Harness], tmp_path: Path
+) -> None:
+    rd.add_peer(identity.dashboard_id, identity.pin_sha256)
+    h = make_client(backoff_initial=30.0, backoff_max=30.0)
+    await h.client.start()
+    await h.client.wait_connected(5)
+    job_id = _completed_job(h, identity)
+    rd.faults.download = DownloadFaults(stall_after_chunk=0)
+    with pytest.raises(DownloadTimeoutError):
+        await h.client.download_artifacts(job_id, tmp_path / "a", chunk_timeout=0.2)
+    started = time.monotonic()
+    await h.until(lambda: bool(h.of(Disconnected)))
+    await h.until(lambda: _sessions(h) == 2 and h.client.connected, timeout=3)
+    assert time.monotonic() - started < 3  # not the 30 s back-off
 
 
 # --- 5. job ids no job can have ----------------------------------------------------------

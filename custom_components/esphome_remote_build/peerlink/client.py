@@ -71,9 +71,13 @@ BACKOFF_MAX = 30.0
 DOWNLOAD_TIMEOUT = 900.0
 CHUNK_GAP_TIMEOUT = 60.0
 KEEP_JOB_STATES = 100
+GOODBYE_TIMEOUT = 2.0
 
-# Close reason of our own making (the server's terminate reasons are passed on verbatim).
+# Close reasons of our own making (the server's terminate reasons are passed on verbatim).
 INTERNAL_ERROR = "internal_error"
+STALLED_DOWNLOAD = "stalled_download"
+# Sessions we ended ourselves to get a working one: the server is fine, so no back-off.
+_RECONNECT_AT_ONCE = frozenset({STALLED_DOWNLOAD})
 
 
 class PeerLinkClient:
@@ -116,7 +120,10 @@ class PeerLinkClient:
         # until its artifacts_end, so a retry never mistakes the old stream's tail for its own.
         self._stream: ArtifactAssembler | None = None
         self._stream_ended = asyncio.Event()
+        self._stream_watch: asyncio.Task[None] | None = None
         self._download_lock = asyncio.Lock()
+        # Resolved with a close reason to end the live session from outside its tasks.
+        self._session_end: asyncio.Future[str] | None = None
         self._job_waiters: dict[str, list[asyncio.Future[JobStateChanged]]] = {}
         self.server_info: ServerInfo | None = None
         self.queue: QueueStatus | None = None
@@ -155,10 +162,12 @@ class PeerLinkClient:
         """Say goodbye to the server and stop; safe to call twice."""
         task, self._task = self._task, None
         self._stopping = True
+        if self._stream_watch is not None:
+            self._stream_watch.cancel()
         channel = self._channel
         if channel is not None:
             with contextlib.suppress(PeerLinkError, TimeoutError):
-                async with asyncio.timeout(2):
+                async with asyncio.timeout(GOODBYE_TIMEOUT):
                     await channel.send(
                         {"type": MessageType.TERMINATE, "reason": TerminateReason.CLIENT_STOPPED}
                     )
@@ -224,6 +233,8 @@ class PeerLinkClient:
                 if terminal:
                     return
                 backoff = self._backoff_initial
+                if reason in _RECONNECT_AT_ONCE:
+                    continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(backoff):
@@ -293,24 +304,50 @@ class PeerLinkClient:
     # --- one session ------------------------------------------------------------------
 
     async def _serve(self, channel: Channel) -> str:
-        """Run reader and heartbeat until one ends; return the close reason.
+        """Run reader and heartbeat until one ends (or we end it); return the close reason.
 
         Exceptions other than :class:`PeerLinkError` leave to ``_run``, after the channel
         is closed.
         """
         last_rx = [time.monotonic()]
+        # Created before the first await, so no one can find a session without it.
+        end: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._session_end = end
         reader = asyncio.create_task(self._read_loop(channel, last_rx))
         heartbeat = asyncio.create_task(self._heartbeat_loop(channel, last_rx))
         try:
-            done, _ = await asyncio.wait({reader, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
-            return next(iter(done)).result()
-        except PeerLinkError as err:
-            return err.reason
+            done, _ = await asyncio.wait(
+                {reader, heartbeat, end}, return_when=asyncio.FIRST_COMPLETED
+            )
+            first = end if end in done else next(iter(done))
+            try:
+                reason = first.result()
+            except PeerLinkError as err:
+                reason = err.reason
+            if first is end:  # our decision: the server should hear why
+                await self._say_goodbye(channel, reason)
+            return reason
         finally:
+            self._session_end = None
+            end.cancel()
             reader.cancel()
             heartbeat.cancel()
             await asyncio.gather(reader, heartbeat, return_exceptions=True)
             await channel.close()
+
+    def _drop_session(self, reason: str) -> None:
+        """End the live session from outside it (no-op when there is none)."""
+        end = self._session_end
+        if end is not None and not end.done():
+            _LOGGER.debug("dropping the session with %s: %s", self.host, reason)
+            end.set_result(reason)
+
+    @staticmethod
+    async def _say_goodbye(channel: Channel, reason: str) -> None:
+        """Send ``terminate`` if the server can still take it; never raises."""
+        with contextlib.suppress(PeerLinkError, TimeoutError):
+            async with asyncio.timeout(GOODBYE_TIMEOUT):
+                await channel.send({"type": MessageType.TERMINATE, "reason": reason})
 
     async def _heartbeat_loop(self, channel: Channel, last_rx: list[float]) -> str:
         nonce = 0
@@ -482,7 +519,9 @@ class PeerLinkClient:
         """Stream a completed job's artifacts tarball to ``dest``, verified.
 
         One download per session at a time (the server allows no more).  On any failure
-        ``dest`` is untouched and no temporary file remains.
+        ``dest`` is untouched and no temporary file remains.  A stream given up while the
+        server still sends it is watched: if it stops moving for ``chunk_timeout`` it
+        will never end, and the session is replaced (see ``_drain_or_drop``).
         """
         self._check_job_id(job_id)
         if self._download_lock.locked():
@@ -499,18 +538,56 @@ class PeerLinkClient:
                 return asm.result.result()
             finally:
                 asm.abandon()  # no-op after success; otherwise no trace stays on disk
+                if self._stream is asm:  # given up, but the server is still sending it
+                    self._watch_abandoned(asm, chunk_timeout)
+
+    def _watch_abandoned(self, asm: ArtifactAssembler, gap: float) -> None:
+        """Drop the session in the background if the abandoned stream never ends.
+
+        So the link heals by itself, before anyone asks for the next download.
+        """
+        if self._stream_watch is not None:
+            self._stream_watch.cancel()
+        self._stream_watch = asyncio.create_task(
+            self._drain_or_drop(asm, gap), name=f"peerlink {self.host} abandoned download"
+        )
+
+    async def _drain_or_drop(self, asm: ArtifactAssembler, gap: float) -> None:
+        """Wait for the abandoned stream ``asm`` to end; drop the session if it stalls.
+
+        The server keeps streaming a download we gave up, and takes no other until it
+        ends (§5.7).  A tail that does not move for ``gap`` never will, and only the end
+        of the session cancels it on the server: so we end the session (``terminate``,
+        then close) and ``_run`` opens the next one at once.  Returns when the stream is
+        gone, either way.
+        """
+        since = time.monotonic()  # a stream given up for stalling gets a fresh gap
+        while self._stream is asm:
+            idle = time.monotonic() - max(asm.last_activity, since)
+            if idle >= gap:
+                _LOGGER.debug("abandoned download of %s stalled; replacing the session", asm.job_id)
+                self._drop_session(STALLED_DOWNLOAD)
+                # The stream ends with the session: a goodbye and a close, both bounded.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(GOODBYE_TIMEOUT + 1):
+                        await self._stream_ended.wait()
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(gap - idle):
+                    await self._stream_ended.wait()
 
     async def _wait_stream_drained(self, gap: float) -> None:
-        """Let the tail of an abandoned stream pass before asking for another one."""
-        if self._stream is None:
+        """Let the tail of an abandoned stream pass before asking for another one.
+
+        If the tail stalls, the session is replaced; the new one (opened at once) serves
+        the request, so a caller never sees the old stream's slot as busy.
+        """
+        asm = self._stream
+        if asm is None:
             return
-        try:
-            async with asyncio.timeout(gap):
-                await self._stream_ended.wait()
-        except TimeoutError:
-            raise DownloadBusyError(
-                "duplicate_download", "the server is still sending an abandoned download"
-            ) from None
+        await self._drain_or_drop(asm, gap)
+        if self._channel is None and self.running:
+            await self.wait_connected(gap)
 
     @staticmethod
     async def _await_download(asm: ArtifactAssembler, timeout: float, gap: float) -> None:

@@ -174,6 +174,7 @@ class ArtifactAssembler:
 
     def on_start(self, frame: ArtifactsStartFrame) -> None:
         """Validate the stream header and open the temporary file."""
+        self.last_activity = time.monotonic()
         if self.done:
             return
         problem = _start_problem(frame) if self._start is None else "duplicate_start"
@@ -186,10 +187,12 @@ class ArtifactAssembler:
             self.fail(DownloadWriteError(f"cannot create {self._tmp}: {err.strerror or err}"))
             return
         self._start = frame
-        self.last_activity = time.monotonic()
 
     async def on_chunk(self, frame: ArtifactsChunkFrame) -> None:
         """Decode and bound one chunk, then hand it to the writer."""
+        # The stream moves even when we stopped listening: the client waits for an
+        # abandoned stream's tail and reads this to tell a slow tail from a dead one.
+        self.last_activity = time.monotonic()
         if self.done or self._start is None or self._writer is None:
             return  # a chunk before any start is dropped, as the reference does
         try:
