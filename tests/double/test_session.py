@@ -243,3 +243,25 @@ async def test_injected_terminate_and_drop(
     frames = await second.recv_until_closed()
     assert all(f["type"] != "terminate" for f in frames)
     assert session.record.terminate_sent is None
+
+
+async def test_a_frozen_session_keeps_the_connection_and_says_nothing(
+    http: aiohttp.ClientSession, fast_rd: ReceiverDouble, offloader: Offloader
+) -> None:
+    link = await _open(http, fast_rd, offloader)
+    await link.recv_type("queue_status")
+    session = fast_rd.session()
+    session.freeze()
+    await link.send({"type": "ping", "nonce": 1})
+    # No pong, no ping of its own and no heartbeat_timeout, although the 0.3 s liveness
+    # window passes: a hung process runs nothing.
+    with pytest.raises(TimeoutError):
+        await link.recv_type("pong", timeout=0.6)  # skips a ping already under way
+    assert {f["type"] for f in link.seen} <= {"queue_status", "ping"}
+    assert session.frozen
+    assert not session.closed
+    assert session.record.received_of("ping") == []
+    assert session.record.terminate_sent is None
+    await session.terminate("superseded")  # a frozen process cannot say goodbye: dropped
+    await session.wait_closed()
+    assert session.record.terminate_sent is None

@@ -24,9 +24,11 @@ from custom_components.esphome_remote_build.peerlink import (
     DownloadWriteError,
     Identity,
     InvalidJobIdError,
+    NotConnectedError,
     ProtocolError,
     QueueStatus,
     SessionLostError,
+    client as client_module,
     pair_request,
     pair_status,
     preview,
@@ -238,6 +240,78 @@ async def test_a_stalled_stream_reconnects_without_back_off(
     await h.until(lambda: bool(h.of(Disconnected)))
     await h.until(lambda: _sessions(h) == 2 and h.client.connected, timeout=3)
     assert time.monotonic() - started < 3  # not the 30 s back-off
+
+
+# --- 4. liveness: a frozen server, a waiting caller ---------------------------------------
+
+
+async def test_a_frozen_server_is_noticed_within_one_ping_and_its_answer_window(
+    rd: ReceiverDouble, identity: Identity, make_client: Callable[..., Harness]
+) -> None:
+    # Production values scaled by 1/100: ping every 30 s, answer within 15 s, the old
+    # 90 s silence rule.  A frozen server must be noticed within 30 + 15 s, not 90 + 30 s.
+    rd.add_peer(identity.dashboard_id, identity.pin_sha256)
+    h = make_client(heartbeat_interval=0.3, pong_timeout=0.15, dead_after=0.9)
+    await h.client.start()
+    await h.client.wait_connected(5)
+    await asyncio.sleep(0.4)  # a few pings and pongs went by: the session is healthy
+    assert not h.of(Disconnected)
+    frozen_at = time.monotonic()
+    rd.session().freeze()
+    await h.until(lambda: bool(h.of(Disconnected)), timeout=5)
+    noticed = time.monotonic() - frozen_at
+    assert h.of(Disconnected)[0] == Disconnected("heartbeat_timeout", False, None)
+    assert noticed < 0.3 + 0.15 + 0.2, f"noticed after {noticed:.2f} s"
+    await h.until(lambda: h.client.connected and _sessions(h) == 2)
+
+
+async def test_a_slow_but_alive_server_is_not_declared_dead(
+    rd: ReceiverDouble, identity: Identity, make_client: Callable[..., Harness]
+) -> None:
+    # Pongs never come, but other frames keep arriving: any inbound frame is liveness
+    # (§5.3; nobody checks pong nonces).
+    rd.add_peer(identity.dashboard_id, identity.pin_sha256)
+    rd.faults.ignore_pings = True
+    h = make_client(heartbeat_interval=0.05, pong_timeout=0.2, dead_after=10.0)
+    await h.client.start()
+    await h.client.wait_connected(5)
+    live = rd.session()
+    for _ in range(20):
+        await live.send_frame({"type": "brand_new_type"})
+        await asyncio.sleep(0.05)
+    assert h.client.connected
+    assert not h.of(Disconnected)
+    assert len(live.record.received_of("ping")) >= 5
+
+
+async def test_wait_connected_cuts_a_pending_back_off_short(
+    rd: ReceiverDouble, identity: Identity, make_client: Callable[..., Harness]
+) -> None:
+    rd.faults.refuse_intent["peer_link"] = ("pending", "pending_not_approved")
+    h = make_client(backoff_initial=30.0, backoff_max=30.0)
+    await h.client.start()
+    await h.until(lambda: bool(h.of(Disconnected)))  # refused once: now sleeping 30 s
+    await asyncio.sleep(0.05)
+    rd.add_peer(identity.dashboard_id, identity.pin_sha256)
+    del rd.faults.refuse_intent["peer_link"]
+    started = time.monotonic()
+    await h.client.wait_connected(3)
+    assert time.monotonic() - started < 3
+    assert _sessions(h) == 2
+
+
+async def test_wait_connected_on_a_stopped_client_does_not_wait_for_nothing(
+    make_client: Callable[..., Harness],
+) -> None:
+    h = make_client()
+    with pytest.raises(NotConnectedError):
+        await h.client.wait_connected(0.05)
+
+
+def test_the_default_back_off_is_capped_low() -> None:
+    assert client_module.BACKOFF_INITIAL == 1.0
+    assert client_module.BACKOFF_MAX == 10.0
+    assert client_module.HEARTBEAT_INTERVAL + client_module.PONG_TIMEOUT <= 45.0
 
 
 # --- 5. job ids no job can have ----------------------------------------------------------

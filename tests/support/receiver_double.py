@@ -417,6 +417,7 @@ class Session:
         self._download: asyncio.Task[None] | None = None
         self._terminator: asyncio.Task[Any] | None = None
         self._closing = False
+        self._frozen = False
 
     @property
     def received(self) -> list[dict[str, Any]]:
@@ -497,6 +498,9 @@ class Session:
         """Send `terminate{reason}` and close, like the receiver's structured close."""
         if self._closing:
             return
+        if self._frozen:  # a hung process says nothing: the connection just goes away
+            await self.drop()
+            return
         self._closing = True
         self._terminator = asyncio.current_task()
         self.record.terminate_sent = reason
@@ -513,9 +517,27 @@ class Session:
         else:
             await self._ws.close()
 
+    def freeze(self) -> None:
+        """Hang like a stopped process: the TCP connection stays open, nothing moves.
+
+        The double stops reading (the kernel buffers what the client sends), stops its
+        heartbeat and sends nothing more: the client can tell only by its own liveness
+        check.  A frozen session ends when the double stops or the session is superseded.
+        """
+        self._frozen = True
+        transport = self._request.transport
+        if transport is not None:
+            transport.pause_reading()
+        self._double.notify()
+
+    @property
+    def frozen(self) -> bool:
+        """Whether `freeze()` was called."""
+        return self._frozen
+
     async def send_best_effort(self, frame: Mapping[str, Any]) -> None:
         """Best-effort send for fan-out: a frame for a session that just died is lost."""
-        if self._closing or self._ws.closed:
+        if self._closing or self._ws.closed or self._frozen:
             return
         with contextlib.suppress(ConnectionError):
             await self.send_frame(frame)
@@ -541,6 +563,8 @@ class Session:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self._double.ping_interval)
+            if self._frozen:
+                continue  # a hung process runs no timers
             if loop.time() - self._last_inbound > self._double.liveness_timeout:
                 await self.terminate(TerminateReason.HEARTBEAT_TIMEOUT)
                 return
@@ -552,6 +576,8 @@ class Session:
             message = await self._ws.receive()
             if message.type in _CLOSED_TYPES or message.type is WSMsgType.ERROR:
                 return
+            if self._frozen:
+                continue  # already buffered before the freeze: never looked at
             frame = self._open(message.data) if message.type is WSMsgType.BINARY else None
             if frame is None:
                 await self.terminate(TerminateReason.MALFORMED_FRAME)

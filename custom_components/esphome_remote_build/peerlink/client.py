@@ -1,13 +1,25 @@
 """The long-lived ``peer_link`` session: connect, keep alive, reconnect, dispatch.
 
 ``PeerLinkClient`` owns one background task that keeps a session open with back-off
-(1 s doubling to 30 s, reset after a session that opened), runs the heartbeat (ping every
-30 s, dead after 90 s of silence), turns server frames into typed events for subscribers,
-and serves the request/response flows keyed by ``job_id``: uploads and their acks, and one
-artifacts download at a time.  Terminal refusals (revoked pairing, changed server key) stop
-the loop: a person has to re-pair, retrying cannot help.  Nothing else stops it: whatever
-goes wrong inside a session — even a bug — ends that session, is reported, and the loop
-reconnects.
+(1 s doubling to 10 s, reset after a session that opened), runs the heartbeat, turns
+server frames into typed events for subscribers, and serves the request/response flows
+keyed by ``job_id``: uploads and their acks, and one artifacts download at a time.
+Terminal refusals (revoked pairing, changed server key) stop the loop: a person has to
+re-pair, retrying cannot help.  Nothing else stops it: whatever goes wrong inside a
+session — even a bug — ends that session, is reported, and the loop reconnects.
+
+Liveness: we ping every 30 s, like both ends of the reference, and any frame at all
+counts as an answer (§5.3: nobody checks pong nonces).  The reference waits for 90 s of
+silence; we also give up on a ping that nothing followed within 15 s, so a frozen (not
+closed) server is noticed within 45 s.  A live server answers a ping at once — its
+receive loop replies inline and its slow work (compiling, packing) runs off the loop —
+and is sending its own pings every 30 s, so 15 s of silence right after our ping is
+not a busy server.
+
+Back-off: 1 s doubling to 10 s.  The reference caps at 30 s; but an attempt against a
+server that is down costs one refused TCP connect, and the cap is how long a restarted
+server may wait for us.  Anyone who needs the link (``wait_connected``) or learns that
+the server is back (``reconnect_now``, e.g. from zeroconf) cuts the wait short anyway.
 """
 
 from __future__ import annotations
@@ -65,9 +77,10 @@ from .submit import ACK_TIMEOUT, JobSubmitter
 _LOGGER = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL = 30.0
+PONG_TIMEOUT = 15.0
 DEAD_AFTER = 90.0
 BACKOFF_INITIAL = 1.0
-BACKOFF_MAX = 30.0
+BACKOFF_MAX = 10.0
 DOWNLOAD_TIMEOUT = 900.0
 CHUNK_GAP_TIMEOUT = 60.0
 KEEP_JOB_STATES = 100
@@ -94,6 +107,7 @@ class PeerLinkClient:
         friendly_name: str = "Home Assistant",
         stop_on_superseded: bool = True,
         heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        pong_timeout: float = PONG_TIMEOUT,
         dead_after: float = DEAD_AFTER,
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
@@ -107,6 +121,7 @@ class PeerLinkClient:
         self._friendly_name = friendly_name
         self._stop_on_superseded = stop_on_superseded
         self._heartbeat_interval = heartbeat_interval
+        self._pong_timeout = pong_timeout
         self._dead_after = dead_after
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
@@ -180,11 +195,20 @@ class PeerLinkClient:
             self._after_session(TerminateReason.CLIENT_STOPPED, terminal=False, error=None)
 
     def reconnect_now(self) -> None:
-        """Cut the current back-off short (e.g. the server was rediscovered)."""
+        """Cut the current back-off short (e.g. the server was rediscovered).
+
+        A call during a connection attempt is kept: the attempt's back-off is skipped.
+        """
         self._wake.set()
 
     async def wait_connected(self, timeout: float) -> None:
-        """Wait until a session is open or raise :class:`NotConnectedError`."""
+        """Wait until a session is open or raise :class:`NotConnectedError`.
+
+        Someone needs the link now, so a pending back-off is cut short: a server that came
+        back is used at once, not after the rest of a 10 s wait.
+        """
+        if self._channel is None:
+            self.reconnect_now()
         try:
             async with asyncio.timeout(timeout):
                 await self._connected_event.wait()
@@ -209,6 +233,8 @@ class PeerLinkClient:
         """
         backoff = self._backoff_initial
         while True:
+            # Cleared before the attempt, not after: a wake-up during it still counts.
+            self._wake.clear()
             try:
                 reason = await self._serve(await self._open())
             except (NotPairedError, PinMismatchError) as err:
@@ -235,7 +261,6 @@ class PeerLinkClient:
                 backoff = self._backoff_initial
                 if reason in _RECONNECT_AT_ONCE:
                     continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(backoff):
                     await self._wake.wait()
@@ -333,6 +358,8 @@ class PeerLinkClient:
             reader.cancel()
             heartbeat.cancel()
             await asyncio.gather(reader, heartbeat, return_exceptions=True)
+            # A reader cancelled mid-receive (the heartbeat's verdict) makes aiohttp drop the
+            # connection at once, not wait 10 s for a frozen server's close handshake.
             await channel.close()
 
     def _drop_session(self, reason: str) -> None:
@@ -350,14 +377,37 @@ class PeerLinkClient:
                 await channel.send({"type": MessageType.TERMINATE, "reason": reason})
 
     async def _heartbeat_loop(self, channel: Channel, last_rx: list[float]) -> str:
+        """Ping every interval; return when the server stopped answering.
+
+        Dead when no frame at all followed a ping within ``pong_timeout`` (a pong is just
+        the frame a live server surely sends), or — the reference's rule — after
+        ``dead_after`` without any frame.  While an upload is under way only the second
+        rule applies: our ping waits behind the bundle in the socket buffers, and on a
+        slow line that alone can take longer than ``pong_timeout``.
+        """
         nonce = 0
+        next_ping = time.monotonic() + self._heartbeat_interval
+        unanswered: float | None = None  # when the oldest ping nothing has followed went out
         while True:
-            await asyncio.sleep(self._heartbeat_interval)
-            if time.monotonic() - last_rx[0] > self._dead_after:
+            now = time.monotonic()
+            if unanswered is not None and (last_rx[0] >= unanswered or self._submitter.busy):
+                unanswered = None  # answered, or stuck behind our own upload: 90 s rule
+            if unanswered is not None and now - unanswered >= self._pong_timeout:
+                _LOGGER.debug("%s did not answer a ping within %.0f s", self.host, now - unanswered)
+                return TerminateReason.HEARTBEAT_TIMEOUT.value
+            if now - last_rx[0] > self._dead_after:
                 _LOGGER.debug("no frame from %s for %.0f s", self.host, self._dead_after)
                 return TerminateReason.HEARTBEAT_TIMEOUT.value
-            nonce += 1
-            await channel.send({"type": MessageType.PING, "nonce": nonce})
+            if now >= next_ping:
+                nonce += 1
+                if unanswered is None:
+                    unanswered = now
+                next_ping = now + self._heartbeat_interval
+                await channel.send({"type": MessageType.PING, "nonce": nonce})
+            wake = next_ping
+            if unanswered is not None:
+                wake = min(wake, unanswered + self._pong_timeout)
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
 
     async def _read_loop(self, channel: Channel, last_rx: list[float]) -> str:
         while True:

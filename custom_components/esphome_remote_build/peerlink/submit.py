@@ -44,6 +44,15 @@ class JobSubmitter:
         self._lock = asyncio.Lock()
         self._pending: dict[str, asyncio.Future[SubmitJobAckFrame]] = {}
 
+    @property
+    def busy(self) -> bool:
+        """Tell whether an upload is being sent or waits for its ack.
+
+        Our pings then queue behind up to megabytes of our own data, so the heartbeat does
+        not expect a quick answer.
+        """
+        return self._lock.locked()
+
     def on_ack(self, ack: SubmitJobAckFrame) -> None:
         """Resolve the waiting upload (acks for unknown jobs are ignored)."""
         waiter = self._pending.get(ack["job_id"])
