@@ -53,6 +53,13 @@ print(json.dumps({"firmware_offset": packed.firmware_offset, "members": members,
                   "images": images}))
 """
 
+# ESPHome's toolchain (StorageJSON ``toolchain``) -> (idedata suffix, platformio.ini?).
+TOOLCHAIN_FILES: dict[str | None, tuple[str, bool]] = {
+    "arduino": (".arduino.json", False),
+    "platformio": (".json", True),
+    None: (".json", True),
+}
+
 PIN_FORMAT = re.compile(r"[0-9a-f]{64}")
 PAIRING_KEY_FORMAT = re.compile(r"[A-Z0-9]{4}(-[A-Z0-9]{4}){3}")
 
@@ -177,8 +184,6 @@ class Platform:
     firmware_offset: str
     flash_images: tuple[str, ...]
     extra_files: tuple[str, ...]
-    idedata: str
-    platformio_ini: bool
 
 
 PLATFORMS = [
@@ -189,8 +194,6 @@ PLATFORMS = [
         firmware_offset="0x0",
         flash_images=(),
         extra_files=("firmware.elf",),
-        idedata="esp8266-demo.arduino.json",
-        platformio_ini=False,
     ),
     Platform(
         yaml="esp32-demo.yaml",
@@ -199,8 +202,6 @@ PLATFORMS = [
         firmware_offset="0x10000",
         flash_images=("bootloader.bin", "partitions.bin", "ota_data_initial.bin"),
         extra_files=("firmware.factory.bin", "firmware.ota.bin", "firmware.elf"),
-        idedata="esp32-demo.json",
-        platformio_ini=True,
     ),
 ]
 
@@ -217,8 +218,11 @@ def test_standin_build_is_what_the_receiver_packs(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Successfully compiled program." in result.stdout
     assert (data_dir / "storage" / f"{case.yaml}.json").is_file()
-    assert (data_dir / "idedata" / case.idedata).is_file()
     receipt = find_receipt(data_dir, case.device)
+    # ESPHome picks the toolchain (2026.10 builds ESP8266 with its native Arduino
+    # toolchain: idedata `<name>.arduino.json`, no platformio.ini; 2026.9 with PlatformIO).
+    idedata, platformio_ini = TOOLCHAIN_FILES[receipt.toolchain]
+    assert (data_dir / "idedata" / f"{case.device}{idedata}").is_file()
     assert (receipt.platform, receipt.firmware_offset) == (case.platform, case.firmware_offset)
     names = [item.name for item in receipt.files]
     assert names == ["firmware.bin", *case.flash_images, *case.extra_files]
@@ -233,7 +237,7 @@ def test_standin_build_is_what_the_receiver_packs(
     assert packed["firmware_offset"] == case.firmware_offset
     members = packed["members"]
     assert isinstance(members, dict)
-    assert ("platformio.ini" in members) is case.platformio_ini
+    assert ("platformio.ini" in members) is platformio_ini
     assert {"storage.json", "idedata.json", "build_info.json"} <= members.keys()
     for item in receipt.files:
         member = item.path.relative_to(receipt.build_path).as_posix()
