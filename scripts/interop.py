@@ -70,8 +70,17 @@ PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
 
 
 def version_key(version: str) -> tuple[int, ...]:
-    """Numeric sort key of a release (``1.23.1`` -> ``(1, 23, 1)``; suffixes ignored)."""
-    return tuple(int(part) for part in re.findall(r"\d+", version))
+    """Numeric key of a release (``1.23.1`` -> ``(1, 23, 1)``); a results folder may add
+    ``-esphome-<version>`` (that release with a pinned ESPHome), which sorts after it."""
+    release, _, esphome = version.partition("-esphome-")
+    return tuple(int(part) for part in re.findall(r"\d+", release)) + tuple(
+        int(part) for part in re.findall(r"\d+", esphome)
+    )
+
+
+def release_key(version: str) -> tuple[int, ...]:
+    """The Device Builder release alone (what the supported range is about)."""
+    return version_key(version.partition("-esphome-")[0])
 
 
 def case_id(classname: str, name: str) -> str:
@@ -174,7 +183,7 @@ def table(runs: Sequence[Run], supported_from: str, *, markdown: bool) -> str:
     rows = []
     for run in runs:
         counts = run.counts()
-        supported = version_key(run.version) >= version_key(supported_from)
+        supported = release_key(run.version) >= release_key(supported_from)
         verdict = "FAIL" if run.problems() else "pass"
         rows.append(
             [
@@ -217,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = run.problems()
         if not problems:
             continue
-        supported = version_key(run.version) >= version_key(args.supported_from)
+        supported = release_key(run.version) >= release_key(args.supported_from)
         if supported:
             status = 1
         label = "" if supported else " (outside the supported range: informative)"

@@ -2,13 +2,15 @@
 # Venv helpers shared by scripts/setup and scripts/interop (source this file), and a
 # command that makes the venvs of one ESPHome Device Builder release:
 #
-#   bash scripts/venv.sh builder [VERSION]   # .venv-builder[-VERSION] + .venv-standin[-VERSION]
+#   bash scripts/venv.sh builder [VERSION [ESPHOME]]  # .venv-builder[-VERSION[-esphome-ESPHOME]]
 #   bash scripts/venv.sh standin BUILDER_VENV [STANDIN_VENV]
 #
 # `builder` installs `esphome-device-builder[esphome]==VERSION` (network; ~20 s and
-# ~330 MB cold, < 1 s when the venv's stamp matches); without VERSION it installs
-# requirements_builder.txt into .venv-builder, as scripts/setup does.  `standin` needs no
-# network: it (re)writes the stand-in compiler venv that runs on the given builder venv.
+# ~330 MB cold, < 1 s when the venv's stamp matches), with `esphome==ESPHOME` when given
+# (else the newest ESPHome the release allows); without VERSION it installs
+# requirements_builder.txt into .venv-builder, as scripts/setup does.  The stand-in venv
+# is named like the builder venv with -standin for -builder.  `standin` needs no network:
+# it (re)writes the stand-in compiler venv that runs on the given builder venv.
 # Venvs are made with the interpreter .venv is based on unless ERB_BUILDER_PYTHON names one.
 set -euo pipefail
 
@@ -95,20 +97,32 @@ setup_standin_venv() {  # $1 builder venv, $2 stand-in venv
   fi
 }
 
+builder_venv_for() {  # [$1 version [$2 esphome version]]; the builder venv's path
+  if [ -z "${1:-}" ]; then
+    echo "$ERB_ROOT/.venv-builder"
+  elif [ -z "${2:-}" ]; then
+    echo "$ERB_ROOT/.venv-builder-$1"
+  else
+    echo "$ERB_ROOT/.venv-builder-$1-esphome-$2"
+  fi
+}
+
 # The Device Builder in its own venv (its pins clash with Home Assistant's), plus its
-# stand-in venv.  Without a version: requirements_builder.txt into .venv-builder.
-setup_builder_venvs() {  # $1 interpreter, [$2 version]; prints the builder venv
-  local py="$1" version="${2:-}" bvenv reqs
+# stand-in venv.  Without a version: requirements_builder.txt into .venv-builder.  With
+# an ESPHome version too, that ESPHome instead of the newest one the release allows.
+setup_builder_venvs() {  # $1 interpreter, [$2 version, [$3 esphome]]; prints the builder venv
+  local py="$1" version="${2:-}" esphome="${3:-}" bvenv reqs
+  bvenv="$(builder_venv_for "$version" "$esphome")"
   if [ -z "$version" ]; then
-    bvenv="$ERB_ROOT/.venv-builder"
     reqs="$ERB_ROOT/requirements_builder.txt"
   else
-    bvenv="$ERB_ROOT/.venv-builder-$version"
     reqs="$bvenv/requirements_builder.txt"
   fi
   make_venv "$py" "$bvenv"
   if [ -n "$version" ]; then
-    write_if_changed "$reqs" "esphome-device-builder[esphome]==$version"
+    local spec="esphome-device-builder[esphome]==$version"
+    [ -z "$esphome" ] || spec+=$'\n'"esphome==$esphome"
+    write_if_changed "$reqs" "$spec"
   fi
   install_reqs "$bvenv" "$reqs"
   setup_standin_venv "$bvenv" "$(standin_venv_for "$bvenv")"
@@ -118,11 +132,11 @@ setup_builder_venvs() {  # $1 interpreter, [$2 version]; prints the builder venv
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-}" in
     builder)
-      setup_builder_venvs "$(builder_python)" "${2:-}" ;;
+      setup_builder_venvs "$(builder_python)" "${2:-}" "${3:-}" ;;
     standin)
       [ -n "${2:-}" ] || { log "usage: $0 standin BUILDER_VENV [STANDIN_VENV]"; exit 2; }
       setup_standin_venv "$2" "${3:-$(standin_venv_for "$2")}" ;;
     *)
-      log "usage: $0 builder [VERSION] | standin BUILDER_VENV [STANDIN_VENV]"; exit 2 ;;
+      log "usage: $0 builder [VERSION [ESPHOME]] | standin BUILDER_VENV [STANDIN_VENV]"; exit 2 ;;
   esac
 fi
