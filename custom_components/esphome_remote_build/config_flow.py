@@ -77,6 +77,7 @@ _PREVIEW_ERRORS: dict[str, str] = {
     "pairing_rejected": "not_build_server",
     "request_rejected": "not_build_server",
     "server_too_old": "server_too_old",
+    "invalid_pairing_key": "invalid_pairing_key",
 }
 
 PAIR_SCHEMA = probatio.Schema({probatio.Optional(CONF_PAIRING_KEY): cv.string})

@@ -33,8 +33,8 @@ from typing import Protocol
 import weakref
 
 from .artifacts import read_image_set
-from .peerlink import is_valid_job_id
-from .store_errors import ForeignBuildError, InvalidJobIdError, StoreError
+from .peerlink import InvalidJobIdError, is_valid_job_id
+from .store_errors import ForeignBuildError, StoreError
 from .stored_build import (
     IMAGES_DIR,
     MANIFEST_NAME,
@@ -131,22 +131,26 @@ class BuildStore:
         verified; the tarball never outlives this call.  A build of the same job id from
         another server raises :class:`ForeignBuildError`.
         """
-        if (stored := await self.async_get(job_id, server_pin=server_pin)) is not None:
-            return stored
-        async with self.async_temporary_file(f"{validate_job_id(job_id)}.tar.gz") as tarball:
-            fetched = await fetch(tarball)
-            return await self._async_commit(
-                _Commit(
-                    origin=BuildOrigin(
-                        job_id=job_id,
-                        server_pin=server_pin,
-                        configuration=configuration,
-                        artifacts_sha256=fetched.sha256.lower(),
-                    ),
-                    tarball=tarball,
-                    firmware_offset=fetched.firmware_offset,
+        validate_job_id(job_id)
+        # Held from "stored already?" to the commit: a second request for the same job
+        # waits, then finds the first one's build instead of downloading it again.
+        async with self._lock(job_id):
+            if (stored := await self.async_get(job_id, server_pin=server_pin)) is not None:
+                return stored
+            async with self.async_temporary_file(f"{job_id}.tar.gz") as tarball:
+                fetched = await fetch(tarball)
+                return await self._async_commit(
+                    _Commit(
+                        origin=BuildOrigin(
+                            job_id=job_id,
+                            server_pin=server_pin,
+                            configuration=configuration,
+                            artifacts_sha256=fetched.sha256.lower(),
+                        ),
+                        tarball=tarball,
+                        firmware_offset=fetched.firmware_offset,
+                    )
                 )
-            )
 
     async def async_get(self, job_id: str, *, server_pin: str | None = None) -> StoredBuild | None:
         """Load a stored build (manifest checked, files present with the right sizes).
@@ -198,22 +202,20 @@ class BuildStore:
         return lock
 
     async def _async_commit(self, request: _Commit) -> StoredBuild:
-        """Verify and unpack a tarball into the store, or return the build already stored."""
-        await self._async_writable()
-        async with self._lock(request.origin.job_id):
-            abort = threading.Event()
-            job = asyncio.get_running_loop().run_in_executor(
-                None, self._commit_blocking, request, abort
-            )
-            try:
-                return await asyncio.shield(job)
-            except asyncio.CancelledError:
-                # The thread cannot be interrupted; tell it not to publish, and wait so
-                # that neither a temporary folder nor a racing commit outlives us.
-                abort.set()
-                with contextlib.suppress(Exception):
-                    await job
-                raise
+        """Verify and unpack a tarball into the store (the caller holds the job's lock)."""
+        abort = threading.Event()
+        job = asyncio.get_running_loop().run_in_executor(
+            None, self._commit_blocking, request, abort
+        )
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            # The thread cannot be interrupted; tell it not to publish, and wait so that
+            # neither a temporary folder nor a racing commit outlives us.
+            abort.set()
+            with contextlib.suppress(Exception):
+                await job
+            raise
 
     async def _async_writable(self) -> None:
         """Before the first write: create the root and our scratch folder, sweep leftovers."""

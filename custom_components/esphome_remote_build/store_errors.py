@@ -16,16 +16,6 @@ class StoreError(Exception):
     key: ClassVar[str] = "store_failed"
 
 
-class InvalidJobIdError(StoreError):
-    """A job id that cannot safely become a folder name (nor a job id on the wire)."""
-
-    key = "invalid_job_id"
-
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"invalid job id {job_id[:80]!r}")
-        self.job_id = job_id
-
-
 class CorruptBuildError(StoreError):
     """A stored build's manifest or images are damaged: it must not be flashed."""
 

@@ -19,11 +19,15 @@ import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
 from custom_components.esphome_remote_build import services
-from custom_components.esphome_remote_build.artifacts import ArtifactsError, BundleError
-from custom_components.esphome_remote_build.const import CONF_KEEP_LAST, DOMAIN, EVENT_JOB
-from custom_components.esphome_remote_build.diagnostics import (
-    async_get_config_entry_diagnostics,
+from custom_components.esphome_remote_build.artifacts import (
+    ArtifactsError,
+    ArtifactsMismatchError,
+    BundleError,
+    InvalidArtifactsError,
+    UnsafeTarballError,
 )
+from custom_components.esphome_remote_build.const import CONF_KEEP_LAST, DOMAIN, EVENT_JOB
+from custom_components.esphome_remote_build.errors import translate
 from custom_components.esphome_remote_build.peerlink import (
     CannotConnectError,
     Disconnected,
@@ -33,6 +37,7 @@ from custom_components.esphome_remote_build.peerlink import (
     DownloadRejectedError,
     DownloadTimeoutError,
     Identity,
+    InvalidJobIdError,
     JobNotCompletedError,
     NotConnectedError,
     NotPairedError,
@@ -44,7 +49,11 @@ from custom_components.esphome_remote_build.peerlink import (
     SubmitTimeoutError,
     UnknownJobError,
 )
-from custom_components.esphome_remote_build.store import InvalidJobIdError, StoreError
+from custom_components.esphome_remote_build.store_errors import (
+    CorruptBuildError,
+    ForeignBuildError,
+    StoreError,
+)
 from tests.support.receiver_double import (
     Artifacts,
     HandshakeFault,
@@ -53,7 +62,7 @@ from tests.support.receiver_double import (
     ReceiverDouble,
 )
 
-from .conftest import Recorder, call_service as call, wait_stopped
+from .conftest import Recorder, call_service as call, client_of, link_of, wait_stopped
 
 
 def build_root(hass: HomeAssistant) -> Path:
@@ -90,7 +99,7 @@ async def test_submit_build(
     with tarfile.open(fileobj=io.BytesIO(job.bundle), mode="r:gz") as bundle:
         names = set(bundle.getnames())
     assert {"manifest.json", "esp32-demo.yaml", "common/wifi.yaml", "secrets.yaml"} <= names
-    await loaded.runtime_data.link.client.wait_for_job(job_id, 5)
+    await link_of(loaded).async_wait_for_job(job_id, 5)
     await hass.async_block_till_done()
     assert events[-1].data["configuration"] == "esp32-demo.yaml"
     assert events[-1].data["status"] == "completed"
@@ -119,7 +128,7 @@ async def test_submit_build_and_wait(
 
 
 @pytest.mark.parametrize(
-    ("script", "key", "reason"),
+    ("script", "key", "output"),
     [
         (JobScript(outcome=RdStatus.FAILED, error_message="boom"), "build_failed", "boom"),
         (
@@ -130,7 +139,8 @@ async def test_submit_build_and_wait(
             "build_failed",
             "INFO Compiling | src/main.cpp:3: error: x | FAILED",
         ),
-        (JobScript(outcome=RdStatus.FAILED, lines=[]), "build_failed", "no reason given"),
+        # Nothing to quote: the message shows a dash (it used to say "no reason given").
+        (JobScript(outcome=RdStatus.FAILED, lines=[]), "build_failed", "-"),
         (JobScript(hold=True), "build_wait_timeout", None),
     ],
 )
@@ -141,7 +151,7 @@ async def test_submit_build_and_wait_fails(
     esphome_dir: Path,
     script: JobScript,
     key: str,
-    reason: str | None,
+    output: str | None,
 ) -> None:
     rd.job_script = script
     with (
@@ -157,9 +167,17 @@ async def test_submit_build_and_wait_fails(
         )
     assert type(caught.value) is HomeAssistantError
     assert caught.value.translation_key == key
+    placeholders = caught.value.translation_placeholders
+    [job] = rd.jobs.values()
+    assert placeholders["job_id"] == job.job_id
     if key == "build_failed":
-        assert caught.value.translation_placeholders["error_message"] == reason
-        assert caught.value.translation_placeholders["status"] == "failed"
+        # The message names the build and quotes the server's words or the output's tail.
+        assert placeholders == {
+            "job_id": job.job_id,
+            "configuration": "esp8266-demo.yaml",
+            "output": output,
+        }
+    assert "{" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -215,10 +233,8 @@ async def test_download_artifacts_once_per_job(
     artifacts: bytes,
 ) -> None:
     rd.add_job(identity.dashboard_id, "job1", artifacts=Artifacts(artifacts))
-    first, second = await asyncio.gather(
-        call(hass, "download_artifacts", config_entry_id=loaded.entry_id, job_id="job1"),
-        call(hass, "download_artifacts", config_entry_id=loaded.entry_id, job_id="job1"),
-    )
+    first = await call(hass, "download_artifacts", config_entry_id=loaded.entry_id, job_id="job1")
+    second = await call(hass, "download_artifacts", config_entry_id=loaded.entry_id, job_id="job1")
     assert first == second
     assert first["job_id"] == "job1"
     assert first["device_name"] == "kitchen"
@@ -234,9 +250,36 @@ async def test_download_artifacts_once_per_job(
     assert len([f for f in session.received if f.get("type") == "download_artifacts"]) == 1
     assert leftovers(hass) == []
 
-    diagnostics = await async_get_config_entry_diagnostics(hass, loaded)
-    assert [build["job_id"] for build in diagnostics["stored_builds"]] == ["job1"]
-    assert diagnostics["stored_builds"][0]["images"][0] == "firmware.bin"
+
+# Two calls at once: the same job is downloaded once, two jobs one after the other (the
+# server streams one download per session).  Before 8ef2c7d the link's download lock did
+# this; at 8ef2c7d the second call failed with download_busy.
+@pytest.mark.parametrize("job_ids", [("job1", "job1"), ("job1", "job2")], ids=["same", "two"])
+async def test_concurrent_downloads_are_serialised(
+    hass: HomeAssistant,
+    loaded: MockConfigEntry,
+    rd: ReceiverDouble,
+    identity: Identity,
+    artifacts: bytes,
+    job_ids: tuple[str, str],
+) -> None:
+    for job_id in set(job_ids):
+        rd.add_job(identity.dashboard_id, job_id, artifacts=Artifacts(artifacts))
+    results = await asyncio.gather(
+        *(
+            call(hass, "download_artifacts", config_entry_id=loaded.entry_id, job_id=job_id)
+            for job_id in job_ids
+        ),
+        return_exceptions=True,  # both calls end inside the test, whatever happens
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    assert [result["job_id"] for result in results] == list(job_ids)  # type: ignore[index]
+    session = rd.session(identity.dashboard_id)
+    downloads = [f for f in session.received if f.get("type") == "download_artifacts"]
+    assert len(downloads) == len(set(job_ids))  # one stream per job, never two at once
+    assert leftovers(hass) == []
 
 
 async def test_download_applies_retention(
@@ -286,7 +329,8 @@ def _corrupt_hash(rd: ReceiverDouble, dashboard_id: str, tarball: bytes) -> str:
         (_refuse("busy"), HomeAssistantError, "download_busy"),
         (_refuse("pack_failed"), HomeAssistantError, "download_rejected"),
         (_corrupt_hash, HomeAssistantError, "download_integrity"),
-        (_seed(artifacts=gzip.compress(b"not a tar")), HomeAssistantError, "store_failed"),
+        # The artifacts package's own error, no longer wrapped as the store's.
+        (_seed(artifacts=gzip.compress(b"not a tar")), HomeAssistantError, "invalid_artifacts"),
     ],
 )
 async def test_download_errors(
@@ -323,7 +367,7 @@ async def test_cancel_build(
     await rd.wait_job_status(job_id, RdStatus.RUNNING)
     response = await call(hass, "cancel_build", config_entry_id=loaded.entry_id, job_id=job_id)
     assert response["job_id"] == job_id
-    final = await loaded.runtime_data.link.client.wait_for_job(job_id, 5)
+    final = await link_of(loaded).async_wait_for_job(job_id, 5)
     assert final.status.value == "cancelled"
     await hass.async_block_till_done()
     assert events[-1].data["status"] == "cancelled"
@@ -363,7 +407,7 @@ async def test_actions_wait_briefly_for_a_reconnecting_server(
     hass: HomeAssistant, loaded: MockConfigEntry, rd: ReceiverDouble, identity: Identity
 ) -> None:
     recorder = Recorder()
-    loaded.runtime_data.link.client.subscribe(recorder)
+    client_of(loaded).subscribe(recorder)
     rd.faults.handshake = HandshakeFault.CLOSE_AFTER_MSG1  # reconnects keep failing
     await rd.session(identity.dashboard_id).drop()
     await recorder.wait_count(Disconnected, 1)
@@ -421,7 +465,7 @@ async def test_delete_artifacts_without_any_server(hass: HomeAssistant) -> None:
     assert caught.value.translation_key == "invalid_job_id"
 
 
-# --- the translation table ---------------------------------------------------------------
+# --- the one error rule ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -439,23 +483,33 @@ async def test_delete_artifacts_without_any_server(hass: HomeAssistant) -> None:
         (NotConnectedError("down"), "not_connected", False),
         (SessionLostError("gone"), "session_lost", False),
         (NotPairedError("no_approved_peer"), "not_paired", False),
-        (PinMismatchError("ab" * 32, "cd" * 32), "not_paired", False),
+        # A changed key has its own message now (it pointed at not_paired before).
+        (PinMismatchError("ab" * 32, "cd" * 32), "server_key_changed", False),
         (CannotConnectError("refused"), "cannot_connect", False),
         (ProtocolError("bad frame"), "protocol_error", False),
         (PeerLinkError("other"), "peer_link_failed", False),
         (BundleError("missing include"), "bundle_failed", True),
-        (ArtifactsError("disk full"), "invalid_artifacts", False),
+        # Artifacts errors keep their own keys (a plain one meant invalid_artifacts before).
+        (ArtifactsError("disk full"), "artifacts_failed", False),
+        (InvalidArtifactsError("no firmware"), "invalid_artifacts", False),
+        (UnsafeTarballError("symlink"), "unsafe_tarball", False),
+        (ArtifactsMismatchError("changed"), "artifacts_mismatch", False),
         (InvalidJobIdError("../x"), "invalid_job_id", True),
-        (StoreError("storage_failed", "disk full"), "store_failed", False),
+        (CorruptBuildError("stored build x: no images"), "corrupt_build", False),
+        (ForeignBuildError("job1", "cd" * 32), "build_of_other_server", True),
+        (StoreError("disk full"), "store_failed", False),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
 )
 def test_translate_error(error: Exception, key: str, validation: bool) -> None:
-    translated = services.translate_error(error)
+    translated = translate(error, job_id="job1", server="build-box")  # type: ignore[arg-type]
     assert type(translated) is (ServiceValidationError if validation else HomeAssistantError)
     assert translated.translation_domain == DOMAIN
     assert translated.translation_key == key
+    # The peer's short code is a value a message may quote; the library's text is not.
     assert translated.translation_placeholders == {
         "reason": getattr(error, "reason", ""),
-        "error": str(error),
+        "code": "",
+        "job_id": "job1",
+        "server": "build-box",
     }

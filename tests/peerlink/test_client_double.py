@@ -14,7 +14,6 @@ import pytest
 from custom_components.esphome_remote_build.peerlink import (
     Connected,
     Disconnected,
-    DownloadBusyError,
     DownloadError,
     DownloadIntegrityError,
     DownloadRejectedError,
@@ -507,15 +506,18 @@ async def test_slow_download_hits_the_overall_timeout(
 
 
 async def test_one_download_at_a_time(session: Harness, identity: Identity, tmp_path: Path) -> None:
+    """A second download waits for the first stream to end; the server never sees two."""
     job_id = await _completed_job(session, identity)
     session.rd.faults.download = DownloadFaults(chunk_delay=0.05)
     first = asyncio.create_task(session.client.download_artifacts(job_id, tmp_path / "a"))
     await asyncio.sleep(0.01)
-    with pytest.raises(DownloadBusyError):
-        await session.client.download_artifacts(job_id, tmp_path / "b")
+    second = await session.client.download_artifacts(job_id, tmp_path / "b")
+    assert first.done()  # the second only started once the first had ended
     await first
     assert (tmp_path / "a").read_bytes() == TARBALL
-    assert not (tmp_path / "b").exists()
+    assert second.path.read_bytes() == TARBALL
+    requests = [f for f in session.rd.session().received if f.get("type") == "download_artifacts"]
+    assert len(requests) == 2
 
 
 async def test_cancelled_download_leaves_nothing(

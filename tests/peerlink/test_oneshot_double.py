@@ -10,6 +10,7 @@ import pytest
 from custom_components.esphome_remote_build.peerlink import (
     CannotConnectError,
     Identity,
+    InvalidPairingKeyError,
     NoPairingWindowError,
     PairingRejectedError,
     PairOutcome,
@@ -216,7 +217,7 @@ async def test_pair_status_unexpected_answer_is_retried(
 async def test_invalid_pairing_key_is_refused_locally(
     http: aiohttp.ClientSession, rd: ReceiverDouble, key: str
 ) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidPairingKeyError):
         await pair_request(
             http,
             rd.host,

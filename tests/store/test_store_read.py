@@ -14,11 +14,12 @@ import pytest
 
 from custom_components.esphome_remote_build import store as store_module
 from custom_components.esphome_remote_build.const import DEFAULT_KEEP_LAST
-from custom_components.esphome_remote_build.store import BuildStore
+
+# The error a bad job id raises, wherever the store takes it from.
+from custom_components.esphome_remote_build.store import BuildStore, InvalidJobIdError
 from custom_components.esphome_remote_build.store_errors import (
     CorruptBuildError,
     ForeignBuildError,
-    InvalidJobIdError,
     StoreError,
 )
 from custom_components.esphome_remote_build.stored_build import MANIFEST_NAME, StoredBuild

@@ -39,7 +39,6 @@ from .channel import Channel, open_channel
 from .download import ArtifactAssembler
 from .errors import (
     CannotConnectError,
-    DownloadBusyError,
     DownloadError,
     DownloadTimeoutError,
     IntentRejectedError,
@@ -568,14 +567,14 @@ class PeerLinkClient:
     ) -> DownloadResult:
         """Stream a completed job's artifacts tarball to ``dest``, verified.
 
-        One download per session at a time (the server allows no more).  On any failure
-        ``dest`` is untouched and no temporary file remains.  A stream given up while the
-        server still sends it is watched: if it stops moving for ``chunk_timeout`` it
-        will never end, and the session is replaced (see ``_drain_or_drop``).
+        One download per session at a time (the server allows no more): a call made
+        while another streams waits its turn, its own ``timeout`` counting from when it
+        starts.  On any failure ``dest`` is untouched and no temporary file remains.  A
+        stream given up while the server still sends it is watched: if it stops moving
+        for ``chunk_timeout`` it will never end, and the session is replaced (see
+        ``_drain_or_drop``).
         """
         self._check_job_id(job_id)
-        if self._download_lock.locked():
-            raise DownloadBusyError("duplicate_download", "a download is already running")
         async with self._download_lock:
             await self._wait_stream_drained(chunk_timeout)
             channel = self._require_channel()

@@ -226,3 +226,11 @@ class InvalidJobIdError(PeerLinkError):
         shown = job_id if len(job_id) <= 80 else f"{job_id[:77]}..."
         super().__init__(f"invalid job id {shown!r}")
         self.job_id = job_id
+
+
+class InvalidPairingKeyError(PeerLinkError):
+    """The pairing key the user typed cannot be one; refused before anything is sent."""
+
+    key = "invalid_pairing_key"
+
+    reason = "invalid_pairing_key"

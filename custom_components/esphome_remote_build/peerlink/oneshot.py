@@ -10,6 +10,7 @@ import aiohttp
 from .channel import open_channel
 from .errors import (
     CannotConnectError,
+    InvalidPairingKeyError,
     NoPairingWindowError,
     PairingRejectedError,
     ProtocolError,
@@ -76,7 +77,9 @@ async def pair_request(
     key = (pairing_key or "").strip()
     if key:
         if len(key) > MAX_PAIRING_KEY_CHARS or not key.isprintable():
-            raise ValueError("the pairing key is too long or contains control characters")
+            raise InvalidPairingKeyError(
+                "the pairing key is too long or contains control characters"
+            )
         payload["pairing_key"] = key
     async with asyncio.timeout(timeout):
         _, response = await _one_shot(
