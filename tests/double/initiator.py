@@ -1,6 +1,6 @@
 """A deliberately tiny raw offloader (Noise XX initiator) used to validate the receiver double.
 
-It is independent of the integration's client on purpose: it only does what PROTOCOL.md
+It is independent of the integration's client on purpose: it only does what docs/protocol.md
 §3 says, step by step, and exposes every wire message so tests can compare bytes.
 """
 

@@ -1,4 +1,4 @@
-"""The double reproduces the byte-exact transcripts of PROTOCOL.md §10.1 and §10.2."""
+"""The double reproduces the byte-exact transcripts of docs/protocol.md §10.1 and §10.2."""
 
 from __future__ import annotations
 

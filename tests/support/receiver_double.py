@@ -1,6 +1,6 @@
 """An in-process stand-in for an ESPHome Device Builder build server (the peer-link receiver).
 
-Written from /work/shared/PROTOCOL.md alone, independently of the integration's client, so
+Written from the protocol description (docs/protocol.md) alone, independently of the client, so
 client tests check the client against the wire protocol and not against the client's own
 assumptions. It speaks the real protocol (WebSocket + Noise XX responder + JSON app
 frames), keeps a receiver-like peer table and job queue, records everything it sees and

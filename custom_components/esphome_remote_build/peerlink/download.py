@@ -4,7 +4,7 @@ Chunks are decoded on the event loop as they arrive and handed, in batches of ab
 1 MiB, to a worker thread that hashes and appends them to a temporary file — one batch in
 flight at a time, so memory stays bounded whatever the artifact size, and the loop only
 pays for decoding.  The assembler enforces the stream's rules
-(PROTOCOL.md §5.7) and, on any failure, removes its temporary file; only a stream that
+(docs/protocol.md §5.7) and, on any failure, removes its temporary file; only a stream that
 ended with ``accepted:true``, the declared size and the declared SHA-256 is renamed into
 place.
 
