@@ -2,13 +2,15 @@
 
 Multicast: these tests insist on the loopback-only network namespace ``scripts/test``
 runs the suite in (``lo`` needs no multicast flag or route there: zeroconf sends with
-``IP_MULTICAST_IF`` 127.0.0.1 and loops its own packets back).
+``IP_MULTICAST_IF`` 127.0.0.1 and loops its own packets back). Parallel workers share
+that namespace, so each device has a name of its own and waits look at that name only.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+import secrets
 
 import pytest
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
@@ -28,7 +30,10 @@ from .conftest import StartDevice
 
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
-NEW_BUILD = build_info("kitchen", "2026.10.0", build_time=1_790_000_000, config_hash=0xC0FFEE01)
+
+def unique(name: str) -> str:
+    """Parallel workers share the namespace: one name per device."""
+    return f"{name}-{secrets.token_hex(3)}"
 
 
 class Browser:
@@ -52,9 +57,11 @@ class Browser:
         self.changes.append((name, state_change))
         self._changed.set()
 
-    async def wait_for(self, change: ServiceStateChange, count: int = 1) -> None:
+    async def wait_for(self, name: str, change: ServiceStateChange, count: int = 1) -> None:
+        """Wait for *count* changes of this kind to device *name*'s service."""
+        full = f"{name}.{ESPHOMELIB_SERVICE}"
         async with asyncio.timeout(10):
-            while sum(c == change for _, c in self.changes) < count:
+            while self.changes.count((full, change)) < count:
                 self._changed.clear()
                 await self._changed.wait()
 
@@ -86,8 +93,9 @@ def txt(info: AsyncServiceInfo) -> list[tuple[str, str]]:
 async def test_announcement_resolves_with_the_firmware_txt(
     start_device: StartDevice, browser: Browser, psk: bytes
 ) -> None:
+    name = unique("kitchen")
     device = await start_device(
-        name="kitchen",
+        name=name,
         friendly_name="Kitchen",
         mac="AA:BB:CC:00:11:22",
         esphome_version="2026.9.1",
@@ -98,12 +106,11 @@ async def test_announcement_resolves_with_the_firmware_txt(
         encryption_key=psk,
         mdns=True,
     )
-    await browser.wait_for(ServiceStateChange.Added)
-    assert browser.changes[0][0] == f"kitchen.{ESPHOMELIB_SERVICE}"
-    info = await browser.resolve("kitchen")
+    await browser.wait_for(name, ServiceStateChange.Added)
+    info = await browser.resolve(name)
     assert info.port == device.api_port
     assert info.parsed_addresses() == ["127.0.0.1"]
-    assert info.server == "kitchen.local."
+    assert info.server == f"{name}.local."
     # ESPHome 2026.10's order and values (mdns_component.cpp, compile_records_)
     assert txt(info) == [
         ("friendly_name", "Kitchen"),
@@ -123,11 +130,10 @@ async def test_announcement_resolves_with_the_firmware_txt(
 async def test_keyless_device_offers_provisioning(
     start_device: StartDevice, browser: Browser
 ) -> None:
-    await start_device(
-        name="porch", friendly_name="", platform="esp8266", board="d1_mini", mdns=True
-    )
-    await browser.wait_for(ServiceStateChange.Added)
-    records = dict(txt(await browser.resolve("porch")))
+    name = unique("porch")
+    await start_device(name=name, friendly_name="", platform="esp8266", board="d1_mini", mdns=True)
+    await browser.wait_for(name, ServiceStateChange.Added)
+    records = dict(txt(await browser.resolve(name)))
     assert "friendly_name" not in records
     assert records["platform"] == "ESP8266"
     assert records["api_encryption_supported"] == NOISE_ENCRYPTION
@@ -138,15 +144,17 @@ async def test_keyless_device_offers_provisioning(
 async def test_after_an_upload_the_announcement_carries_the_new_build(
     start_device: StartDevice, browser: Browser
 ) -> None:
-    device = await start_device(name="kitchen", esphome_version="2026.9.0", mdns=True)
-    await browser.wait_for(ServiceStateChange.Added)
-    assert dict(txt(await browser.resolve("kitchen")))["config_hash"] == "1234abcd"
+    name = unique("kitchen")
+    device = await start_device(name=name, esphome_version="2026.9.0", mdns=True)
+    await browser.wait_for(name, ServiceStateChange.Added)
+    assert dict(txt(await browser.resolve(name)))["config_hash"] == "1234abcd"
 
-    await async_flash(device.host, device.ota_port, firmware_image(NEW_BUILD), retry_delay=0.0)
-    await browser.wait_for(ServiceStateChange.Removed)  # the goodbye before the reboot
+    new_build = build_info(name, "2026.10.0", config_hash=0xC0FFEE01)
+    await async_flash(device.host, device.ota_port, firmware_image(new_build), retry_delay=0.0)
+    await browser.wait_for(name, ServiceStateChange.Removed)  # the goodbye before the reboot
     await device.wait_for_boot(2)
-    await browser.wait_for(ServiceStateChange.Added, 2)
-    records = dict(txt(await browser.resolve("kitchen")))
+    await browser.wait_for(name, ServiceStateChange.Added, 2)
+    records = dict(txt(await browser.resolve(name)))
     assert records["config_hash"] == "c0ffee01"
     assert records["version"] == "2026.10.0"
 
@@ -154,10 +162,9 @@ async def test_after_an_upload_the_announcement_carries_the_new_build(
 async def test_deep_sleep_leaves_and_comes_back(
     start_device: StartDevice, browser: Browser
 ) -> None:
-    device = await start_device(
-        name="sleepy", deep_sleep=DeepSleep(awake=0.5, asleep=0.5), mdns=True
-    )
-    await browser.wait_for(ServiceStateChange.Added)
+    name = unique("sleepy")
+    device = await start_device(name=name, deep_sleep=DeepSleep(awake=0.5, asleep=0.5), mdns=True)
+    await browser.wait_for(name, ServiceStateChange.Added)
     await device.wait_for_state(DeviceState.ASLEEP)
-    await browser.wait_for(ServiceStateChange.Removed)
-    await browser.wait_for(ServiceStateChange.Added, 2)
+    await browser.wait_for(name, ServiceStateChange.Removed)
+    await browser.wait_for(name, ServiceStateChange.Added, 2)
