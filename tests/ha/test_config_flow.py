@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from ipaddress import ip_address
 import socket
 from typing import Any
 from unittest.mock import patch
 
-from homeassistant.config_entries import SOURCE_USER, SOURCE_ZEROCONF
+from homeassistant.config_entries import (
+    SOURCE_IGNORE,
+    SOURCE_USER,
+    SOURCE_ZEROCONF,
+    ConfigEntryState,
+)
 from homeassistant.const import CONF_HOST, CONF_PORT
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResult, FlowResultType
+from homeassistant.data_entry_flow import AbortFlow, FlowResult, FlowResultType
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.esphome_remote_build.config_flow import (
+    RemoteBuildConfigFlow,
+    normalize_pairing_key,
+)
 from custom_components.esphome_remote_build.const import (
     CONF_KEEP_LAST,
     CONF_PAIRING_KEY,
@@ -31,7 +41,9 @@ from custom_components.esphome_remote_build.peerlink import (
 )
 from tests.support.receiver_double import HandshakeFault, ReceiverDouble
 
-from .conftest import Recorder, make_entry
+from .conftest import Recorder, client_of, link_of, make_entry
+
+pytestmark = pytest.mark.usefixtures("flow_translations_checked")
 
 
 def free_port() -> int:
@@ -56,15 +68,17 @@ async def pair(hass: HomeAssistant, result: FlowResult, **user_input: Any) -> Fl
     return await hass.config_entries.flow.async_configure(result["flow_id"], user_input)
 
 
-async def assert_created(hass: HomeAssistant, result: FlowResult, rd: ReceiverDouble) -> None:
+async def assert_created(
+    hass: HomeAssistant, result: FlowResult, rd: ReceiverDouble, title: str = "build-box"
+) -> None:
     """The flow created the entry, and the entry's link connects with the stored pin."""
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert result["title"] == "build-box"
+    assert result["title"] == title
     assert result["data"] == {CONF_HOST: rd.host, CONF_PORT: rd.port, CONF_PIN: rd.pin}
     entry = result["result"]
     assert entry.unique_id == rd.pin
     await hass.async_block_till_done()
-    await entry.runtime_data.link.client.wait_connected(5)
+    await client_of(entry).wait_connected(5)
 
 
 async def test_user_flow_approved_at_once(
@@ -103,26 +117,104 @@ async def test_title_falls_back_to_host(hass: HomeAssistant, identity: Identity)
         await hass.config_entries.async_unload(result["result"].entry_id)
 
 
+async def test_titles_stay_unique(hass: HomeAssistant, identity: Identity) -> None:
+    """A second server with a taken name is told apart by its address."""
+    MockConfigEntry(
+        domain=DOMAIN, source=SOURCE_IGNORE, title="build-box", unique_id="cd" * 32
+    ).add_to_hass(hass)  # an ignored server's title does not count
+    async with ReceiverDouble(friendly_name="build-box") as first:
+        first.add_peer(identity.dashboard_id, identity.pin_sha256)
+        result = await pair(hass, await start_user_flow(hass, first.host, first.port))
+        await assert_created(hass, result, first)
+        async with ReceiverDouble(friendly_name="build-box") as second:
+            second.add_peer(identity.dashboard_id, identity.pin_sha256)
+            result = await pair(hass, await start_user_flow(hass, second.host, second.port))
+            await assert_created(
+                hass, result, second, title=f"build-box ({second.host}:{second.port})"
+            )
+            for entry in hass.config_entries.async_entries(DOMAIN):
+                await hass.config_entries.async_unload(entry.entry_id)
+
+
+def test_pairing_needs_a_previewed_server(hass: HomeAssistant) -> None:
+    """No step pairs with a server it did not look at first; if one did, it aborts."""
+    flow = RemoteBuildConfigFlow()
+    flow.hass = hass
+    with pytest.raises(AbortFlow) as caught:
+        flow._server()
+    assert caught.value.reason == "cannot_connect"
+
+
 async def test_headless_server_with_pairing_key(hass: HomeAssistant) -> None:
     async with ReceiverDouble(friendly_name="build-box", requires_pairing_key=True) as rd:
         result = await start_user_flow(hass, rd.host, rd.port)
-        result = await pair(hass, result, **{CONF_PAIRING_KEY: "wrong-key"})
+        # A headless server refuses a missing key and a wrong one alike; the form says
+        # which is likely (both used to read no_pairing_window).
+        result = await pair(hass, result)
         assert result["type"] is FlowResultType.FORM
-        assert result["errors"] == {"base": "no_pairing_window"}
+        assert result["errors"] == {"base": "pairing_key_required"}
+        result = await pair(hass, result, **{CONF_PAIRING_KEY: "ZZZZ-ZZZZ-ZZZZ-ZZZZ"})
+        assert result["type"] is FlowResultType.FORM
+        assert result["errors"] == {"base": "wrong_pairing_key"}
+        sent = [c.msg3_payload for c in rd.connections_for("pair_request")]
+        assert [(p or {}).get("pairing_key") for p in sent] == [None, "ZZZZ-ZZZZ-ZZZZ-ZZZZ"]
 
         assert rd.pairing_key is not None
-        result = await pair(hass, result, **{CONF_PAIRING_KEY: rd.pairing_key.lower()})
+        # Case and surrounding spaces are forgiven; the key is sent as the server prints it.
+        typed = f"  {rd.pairing_key.lower()} "
+        result = await pair(hass, result, **{CONF_PAIRING_KEY: typed})
         await assert_created(hass, result, rd)
+        request = rd.connections_for("pair_request")[-1].msg3_payload
+        assert request is not None
+        assert request["pairing_key"] == rd.pairing_key
         await hass.config_entries.async_unload(result["result"].entry_id)
 
 
-async def test_invalid_pairing_key(hass: HomeAssistant, rd: ReceiverDouble) -> None:
-    result = await pair(hass, await start_user_flow(hass, rd.host, rd.port), pairing_key="x" * 65)
+@pytest.mark.parametrize(
+    "key",
+    [
+        "x" * 65,
+        "wrong-key",
+        "ABCD-EFGH-JKLM",
+        "ABCD-EFGH-JKLM-NPQRS",
+        "ABCDEFGHJKLMNPQR",
+        "ABCD EFGH JKLM NPQR",
+        "ABCD-EFGH-JKLM-NPQ!",
+        "ÄBCD-EFGH-JKLM-NPQR",
+    ],
+)
+async def test_invalid_pairing_key_is_not_sent(
+    hass: HomeAssistant, rd: ReceiverDouble, key: str
+) -> None:
+    result = await start_user_flow(hass, rd.host, rd.port)
+    result = await pair(hass, result, pairing_key=key)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "pair"
     assert result["errors"] == {CONF_PAIRING_KEY: "invalid_pairing_key"}
+    assert rd.connections_for("pair_request") == []  # nothing was sent
+    # The form keeps what was typed, and shows the fingerprints again.
+    assert result["description_placeholders"]["server_pin"] == format_pin_hex(rd.pin)
 
 
-async def test_no_pairing_window(hass: HomeAssistant, rd: ReceiverDouble) -> None:
-    result = await pair(hass, await start_user_flow(hass, rd.host, rd.port))
+@pytest.mark.parametrize(
+    ("typed", "key"),
+    [
+        (None, None),
+        ("", None),
+        ("   ", None),
+        ("abcd-efgh-jkmn-pqrs", "ABCD-EFGH-JKMN-PQRS"),
+        (" ABCD-2345-WXYZ-0000\n", "ABCD-2345-WXYZ-0000"),
+    ],
+)
+def test_normalize_pairing_key(typed: str | None, key: str | None) -> None:
+    assert normalize_pairing_key(typed) == key
+
+
+@pytest.mark.parametrize("key", [None, "ABCD-EFGH-JKMN-PQRS"])
+async def test_no_pairing_window(hass: HomeAssistant, rd: ReceiverDouble, key: str | None) -> None:
+    """A dashboard server with its window closed: the key (if any) is not the problem."""
+    result = await start_user_flow(hass, rd.host, rd.port)
+    result = await pair(hass, result, **({CONF_PAIRING_KEY: key} if key else {}))
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "no_pairing_window"}
 
@@ -335,8 +427,40 @@ async def test_zeroconf_known_server_moved(hass: HomeAssistant, rd: ReceiverDoub
     result = await start_zeroconf(hass, discovery(rd))
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
+    assert rd.connections_for("preview")  # the new address proved the paired key first
     assert old.data[CONF_HOST] == rd.host
     assert old.data[CONF_PORT] == rd.port
+
+
+@pytest.mark.parametrize("answer", ["another key", "nobody"])
+async def test_zeroconf_new_address_without_the_paired_key_is_ignored(
+    hass: HomeAssistant, rd: ReceiverDouble, answer: str
+) -> None:
+    """The pin is public: an announcement alone never moves an entry (it used to)."""
+    entry = make_entry(rd, **{CONF_HOST: "192.0.2.1", CONF_PORT: 1})
+    entry.add_to_hass(hass)
+    if answer == "nobody":
+        rd.faults.handshake = HandshakeFault.CLOSE_AFTER_MSG1
+    else:
+        rd.set_static_key()  # whoever answers there holds another key
+    result = await start_zeroconf(hass, discovery(rd, pin_sha256=entry.unique_id))
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert (entry.data[CONF_HOST], entry.data[CONF_PORT]) == ("192.0.2.1", 1)
+    assert entry.state is ConfigEntryState.NOT_LOADED  # not reloaded either
+    assert rd.connections_for("peer_link") == []
+
+
+async def test_zeroconf_same_address_of_an_entry_not_loaded(
+    hass: HomeAssistant, rd: ReceiverDouble
+) -> None:
+    entry = make_entry(rd)
+    entry.add_to_hass(hass)
+    result = await start_zeroconf(hass, discovery(rd))
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert rd.connection_count == 0  # nothing to wake, nothing to look at
+    assert entry.state is ConfigEntryState.NOT_LOADED
 
 
 async def test_zeroconf_wakes_a_reconnecting_link(
@@ -345,14 +469,18 @@ async def test_zeroconf_wakes_a_reconnecting_link(
     paired.faults.refuse_intent["peer_link"] = ("pending", "pending_not_approved")
     recorder = Recorder()
     assert await hass.config_entries.async_setup(entry.entry_id)
-    client = entry.runtime_data.link.client
+    client = client_of(entry)
     client.subscribe(recorder)
     await recorder.wait_count(Disconnected, 1)  # refused once: now in a 1 s back-off
     del paired.faults.refuse_intent["peer_link"]
+    previews = len(paired.connections_for("preview"))
     result = await start_zeroconf(hass, discovery(paired))
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
-    await client.wait_connected(0.5)  # well before the back-off would have ended
+    async with asyncio.timeout(0.5):  # well before the back-off would have ended
+        while not link_of(entry).connected:
+            await asyncio.sleep(0.01)
+    assert len(paired.connections_for("preview")) == previews  # same address: no preview
 
 
 @pytest.mark.parametrize(
@@ -408,7 +536,7 @@ async def test_reauth_pairs_again(
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reauth_successful"
     await hass.async_block_till_done()
-    await entry.runtime_data.link.client.wait_connected(5)
+    await client_of(entry).wait_connected(5)
 
 
 async def test_reauth_server_shows_another_pin(hass: HomeAssistant, rd: ReceiverDouble) -> None:
@@ -440,7 +568,7 @@ async def test_reconfigure_moves_the_entry(hass: HomeAssistant, paired: Receiver
     assert result["reason"] == "reconfigure_successful"
     assert entry.data == {CONF_HOST: paired.host, CONF_PORT: paired.port, CONF_PIN: paired.pin}
     await hass.async_block_till_done()
-    await entry.runtime_data.link.client.wait_connected(5)
+    await client_of(entry).wait_connected(5)
 
 
 async def test_reconfigure_to_another_server(hass: HomeAssistant, rd: ReceiverDouble) -> None:

@@ -20,13 +20,13 @@ from homeassistant.exceptions import HomeAssistantError
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.esphome_remote_build import services
+from custom_components.esphome_remote_build import link as link_module
 from custom_components.esphome_remote_build.const import DOMAIN
 from custom_components.esphome_remote_build.peerlink import Identity
 from tests.store.helpers import Member, esp32_members, snapshot, write_tarball
 from tests.support.receiver_double import Artifacts, DownloadFaults, ReceiverDouble
 
-from .conftest import call_service
+from .conftest import call_service, link_of
 
 type Fault = Callable[[ReceiverDouble, Path], bytes | None]
 
@@ -60,25 +60,26 @@ CASES: dict[str, tuple[Fault, str]] = {
     "refused": (_faults(refusal=("pack_failed", "disk full")), "download_rejected"),
     "dropped mid-download": (_faults(drop_after_chunk=0), "download_failed"),
     "stalled": (_faults(stall_after_chunk=0), "download_timeout"),
+    # A refused tarball is the artifacts package's own error now, not the store's.
     "symlink member": (
         _serve(lambda t: _hostile(t, Member("evil", kind=tarfile.SYMTYPE, linkname="/etc/passwd"))),
-        "store_failed",
+        "unsafe_tarball",
     ),
     "dot-dot member": (
         _serve(lambda t: _hostile(t, Member("../../escape.bin", b"x"))),
-        "store_failed",
+        "unsafe_tarball",
     ),
     "absolute member": (
         _serve(lambda t: _hostile(t, Member("/tmp/abs.bin", b"x"))),
-        "store_failed",
+        "unsafe_tarball",
     ),
     "hardlink member": (
         _serve(
             lambda t: _hostile(t, Member("hard", kind=tarfile.LNKTYPE, linkname="storage.json"))
         ),
-        "store_failed",
+        "unsafe_tarball",
     ),
-    "not a tarball": (_serve(lambda _t: os.urandom(5000)), "store_failed"),
+    "not a tarball": (_serve(lambda _t: os.urandom(5000)), "invalid_artifacts"),
 }
 
 
@@ -102,13 +103,16 @@ async def test_failed_download_leaves_the_store_untouched(
     served = fault(rd, tmp_path)
     rd.add_job(identity.dashboard_id, "bad", artifacts=Artifacts(served or artifacts))
     with (
-        patch.object(services, "DOWNLOAD_GAP_TIMEOUT", 0.3),
+        patch.object(link_module, "DOWNLOAD_GAP_TIMEOUT", 0.3),
         pytest.raises(HomeAssistantError) as caught,
     ):
         await _download(hass, loaded, "bad")
     assert caught.value.translation_domain == DOMAIN
     assert caught.value.translation_key == key
-    assert str(caught.value)  # the message renders (placeholders filled)
+    message = str(caught.value)
+    assert message
+    assert "{" not in message  # every placeholder of the message was given
+    assert "bad" in message  # it names the job
     after = snapshot(root)
     assert {k: v for k, v in after.items() if not k.startswith(".tmp")} == before
     assert [k for k, v in after.items() if k.startswith(".tmp") and v[1] is not None] == []
@@ -128,11 +132,11 @@ async def test_changed_server_key_stops_downloads_and_keeps_the_store(
     rd.add_job(identity.dashboard_id, "next", artifacts=Artifacts(artifacts))
     rd.set_static_key()  # someone else now answers at the server's address
     await rd.session().drop()
-    client = loaded.runtime_data.link.client
+    link = link_of(loaded)
     async with asyncio.timeout(5):
-        while client.running:  # reconnects once, sees the other key, and gives up
+        while link.running:  # reconnects once, sees the other key, and gives up
             await asyncio.sleep(0.02)
-    assert client.stopped_reason == "pin_mismatch"
+    assert link.stopped_reason == "pin_mismatch"
     with pytest.raises(HomeAssistantError) as caught:
         await _download(hass, loaded, "next")
     assert caught.value.translation_key == "not_connected"

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import partial
 import json
 import logging
 import os
 from pathlib import Path
-import re
 import socket
 from typing import Any
 from unittest.mock import patch
@@ -27,6 +25,7 @@ import yaml
 
 from custom_components.esphome_remote_build import flash, ota, services
 from custom_components.esphome_remote_build.const import DOMAIN, EVENT_FLASH
+from custom_components.esphome_remote_build.errors import translate
 from custom_components.esphome_remote_build.flash import FlashTarget, ImageKind
 from custom_components.esphome_remote_build.ota import (
     OTAAuthenticationError,
@@ -45,13 +44,13 @@ from custom_components.esphome_remote_build.ota import (
     OTATimeoutError,
     OTAUnsupportedError,
 )
-from custom_components.esphome_remote_build.services import DATA_STORE
-from custom_components.esphome_remote_build.store import StoredBuild
-from tests.store.helpers import Member, esp32_members, esp8266_members, write_tarball
-from tests.support.ota_emulator import MAGIC, DeviceConfig, OTADeviceEmulator, Stage
+from tests.store.helpers import Member, esp32_members, esp8266_members
+from tests.support.ota_emulator import MAGIC, Stage
 from tests.support.receiver_double import ReceiverDouble
 
-from .conftest import call_service
+from .conftest import StartDevice, StoreBuild, call_service
+
+pytestmark = pytest.mark.usefixtures("fast_ota")
 
 PACKAGE = Path(services.__file__).parent
 STRINGS = json.loads((PACKAGE / "strings.json").read_text())
@@ -67,57 +66,10 @@ SECRETS = (PASSWORD, WRONG_PASSWORD, PSK_B64, OTHER_KEY_B64)
 #: Incompressible and several 8 KiB blocks long, so progress has steps to report.
 BIG_IMAGE = os.urandom(5 * 8192 + 123)
 
-type StartDevice = Callable[..., Awaitable[OTADeviceEmulator]]
-type Commit = Callable[..., Awaitable[StoredBuild]]
-
-
-@pytest.fixture(autouse=True)
-def _short_timeouts() -> Iterator[None]:
-    """The client with test-sized timeouts and no wait between retries."""
-    fast = partial(ota.async_flash, connect_timeout=5.0, data_timeout=5.0, retry_delay=0.0)
-    with patch.object(flash, "async_flash", fast):
-        yield
-
-
-@pytest.fixture
-async def start_device() -> AsyncIterator[StartDevice]:
-    """Emulated devices on 127.0.0.1; all are stopped after the test."""
-    started: list[OTADeviceEmulator] = []
-
-    async def start(**config: Any) -> OTADeviceEmulator:
-        emulator = OTADeviceEmulator(DeviceConfig(**config))
-        await emulator.start()
-        started.append(emulator)
-        return emulator
-
-    yield start
-    for emulator in started:
-        await emulator.stop()
-
 
 @pytest.fixture
 async def component(hass: HomeAssistant) -> None:
     assert await async_setup_component(hass, DOMAIN, {})
-
-
-@pytest.fixture
-def commit(hass: HomeAssistant, tmp_path: Path) -> Commit:
-    """Store a build made from receiver-like members, the way a download would."""
-
-    async def _commit(
-        members: list[Member], job_id: str = "job-1", server_pin: str = "ab" * 32
-    ) -> StoredBuild:
-        tarball = write_tarball(tmp_path / f"{job_id}.tar.gz", members, "0x10000")
-        return await hass.data[DATA_STORE].async_commit(
-            job_id=job_id,
-            tarball=tarball.path,
-            firmware_offset=tarball.firmware_offset,
-            artifacts_sha256=tarball.sha256,
-            server_pin=server_pin,
-            configuration="kitchen.yaml",
-        )
-
-    return _commit
 
 
 def members_of(members: list[Member]) -> dict[str, bytes]:
@@ -176,10 +128,10 @@ def assert_no_secrets(*texts: object) -> None:
 
 
 async def test_flash_by_host(
-    hass: HomeAssistant, component: None, commit: Commit, start_device: StartDevice
+    hass: HomeAssistant, component: None, store_build: StoreBuild, start_device: StartDevice
 ) -> None:
     """ESP32: the OTA image goes over the air, compressed, after SHA-256 password auth."""
-    stored = await commit(esp32_big())
+    stored = await store_build(esp32_big())
     device = await start_device(version=2, compression=True, password=PASSWORD)
     response = await call(
         hass, job_id=stored.job_id, host="127.0.0.1", port=device.port, password=PASSWORD
@@ -205,10 +157,10 @@ async def test_flash_by_host(
 
 
 async def test_flash_esp8266_sends_firmware_bin(
-    hass: HomeAssistant, component: None, commit: Commit, start_device: StartDevice
+    hass: HomeAssistant, component: None, store_build: StoreBuild, start_device: StartDevice
 ) -> None:
     members = esp8266_members()
-    stored = await commit(members)
+    stored = await store_build(members)
     device = await start_device(version=1, extended=False)
     response = await call(hass, job_id=stored.job_id, host="127.0.0.1", port=device.port)
     [record] = await device.wait_for_sessions(1)
@@ -219,10 +171,10 @@ async def test_flash_esp8266_sends_firmware_bin(
 
 
 async def test_flash_by_esphome_device_is_encrypted(
-    hass: HomeAssistant, component: None, commit: Commit, start_device: StartDevice
+    hass: HomeAssistant, component: None, store_build: StoreBuild, start_device: StartDevice
 ) -> None:
     """Address and key come from the esphome entry; the device only takes encrypted updates."""
-    stored = await commit(esp32_big())
+    stored = await store_build(esp32_big())
     device = await start_device(noise_psk=PSK)
     device_id = esphome_device(hass)
     response = await call(hass, job_id=stored.job_id, device_id=device_id, port=device.port)
@@ -240,13 +192,13 @@ async def test_flash_by_esphome_device_is_encrypted(
 async def test_flash_partition_images_when_asked(
     hass: HomeAssistant,
     component: None,
-    commit: Commit,
+    store_build: StoreBuild,
     start_device: StartDevice,
     kind: ImageKind,
     name: str,
     ota_type: int,
 ) -> None:
-    stored = await commit(esp32_members())
+    stored = await store_build(esp32_members())
     device = await start_device(partition_access=True)
     response = await call(
         hass, job_id=stored.job_id, host="127.0.0.1", port=device.port, image=kind.value
@@ -263,11 +215,11 @@ async def test_flash_partition_images_when_asked(
 async def test_default_port_follows_the_platform(
     hass: HomeAssistant,
     component: None,
-    commit: Commit,
+    store_build: StoreBuild,
     members: Callable[[], list[Member]],
     port: int,
 ) -> None:
-    stored = await commit(members())
+    stored = await store_build(members())
     seen: list[tuple[str, int]] = []
 
     async def fake_flash(host: str, port: int, image: Path, **kwargs: Any) -> ota.FlashResult:
@@ -281,9 +233,9 @@ async def test_default_port_follows_the_platform(
 
 
 async def test_unknown_platform_needs_a_port(
-    hass: HomeAssistant, component: None, commit: Commit
+    hass: HomeAssistant, component: None, store_build: StoreBuild
 ) -> None:
-    stored = replace(await commit(esp32_members()), platform="nrf52")
+    stored = replace(await store_build(esp32_members()), platform="nrf52")
     target = FlashTarget("127.0.0.1", None, None, None)
     with pytest.raises(ServiceValidationError) as caught:
         await flash.async_flash_build(hass, stored, target, ImageKind.APPLICATION)
@@ -294,9 +246,9 @@ async def test_unknown_platform_needs_a_port(
 
 
 async def test_flash_events(
-    hass: HomeAssistant, component: None, commit: Commit, start_device: StartDevice
+    hass: HomeAssistant, component: None, store_build: StoreBuild, start_device: StartDevice
 ) -> None:
-    stored = await commit(esp32_big())
+    stored = await store_build(esp32_big())
     device = await start_device(password=PASSWORD)
     events = async_capture_events(hass, EVENT_FLASH)
     await call(hass, job_id=stored.job_id, host="127.0.0.1", port=device.port, password=PASSWORD)
@@ -322,9 +274,9 @@ async def test_flash_events(
 
 
 async def test_uploading_events_follow_whole_percents(
-    hass: HomeAssistant, component: None, commit: Commit
+    hass: HomeAssistant, component: None, store_build: StoreBuild
 ) -> None:
-    stored = await commit(esp32_members())
+    stored = await store_build(esp32_members())
     acknowledged = [0, 3, 9, 10, 11, 19, 20, 500, 999, 1000]
 
     async def fake_flash(host: str, port: int, image: Path, **kwargs: Any) -> ota.FlashResult:
@@ -350,9 +302,9 @@ async def test_uploading_events_follow_whole_percents(
 
 
 async def test_cancelled_flash_reports_failure_and_frees_the_device(
-    hass: HomeAssistant, component: None, commit: Commit, start_device: StartDevice
+    hass: HomeAssistant, component: None, store_build: StoreBuild, start_device: StartDevice
 ) -> None:
-    stored = await commit(esp32_members())
+    stored = await store_build(esp32_members())
     device = await start_device()
     entered = asyncio.Event()
 
@@ -377,9 +329,9 @@ async def test_cancelled_flash_reports_failure_and_frees_the_device(
 
 
 async def test_retried_upload_reports_progress_from_zero_again(
-    hass: HomeAssistant, component: None, commit: Commit, start_device: StartDevice
+    hass: HomeAssistant, component: None, store_build: StoreBuild, start_device: StartDevice
 ) -> None:
-    stored = await commit(esp32_big())
+    stored = await store_build(esp32_big())
     device = await start_device(drop_after_bytes=3 * 8192, faulty_sessions=1)
     events = async_capture_events(hass, EVENT_FLASH)
     await call(hass, job_id=stored.job_id, host="127.0.0.1", port=device.port)
@@ -392,52 +344,13 @@ async def test_retried_upload_reports_progress_from_zero_again(
     assert events[-1].data["status"] == "completed"
 
 
-async def test_last_job_sensor_shows_the_flash(
-    hass: HomeAssistant,
-    loaded: MockConfigEntry,
-    rd: ReceiverDouble,
-    commit: Commit,
-    start_device: StartDevice,
-) -> None:
-    stored = await commit(esp32_big(), server_pin=rd.pin)
-    device = await start_device()
-    await call(hass, job_id=stored.job_id, host="127.0.0.1", port=device.port)
-    await hass.async_block_till_done()
-    attributes = hass.states.get(LAST_JOB).attributes
-    assert attributes["flash_job_id"] == stored.job_id
-    assert attributes["flash_progress"] == 100
-    assert attributes["flash_status"] == "completed"
-
-    port = device.port
-    await device.stop()  # nothing listens there any more
-    with pytest.raises(HomeAssistantError):
-        await call(hass, job_id=stored.job_id, host="127.0.0.1", port=port)
-    await hass.async_block_till_done()
-    attributes = hass.states.get(LAST_JOB).attributes
-    assert attributes["flash_status"] == "failed"
-    assert attributes["flash_progress"] == 0
-
-
-async def test_build_of_another_server_leaves_the_sensor_alone(
-    hass: HomeAssistant,
-    loaded: MockConfigEntry,
-    commit: Commit,
-    start_device: StartDevice,
-) -> None:
-    stored = await commit(esp32_members(), server_pin="cd" * 32)
-    device = await start_device()
-    await call(hass, job_id=stored.job_id, host="127.0.0.1", port=device.port)
-    await hass.async_block_till_done()
-    assert "flash_status" not in (hass.states.get(LAST_JOB).attributes or {})
-
-
 # --- one flash per device ----------------------------------------------------------------
 
 
 async def test_second_flash_to_the_same_device_is_refused(
-    hass: HomeAssistant, component: None, commit: Commit, start_device: StartDevice
+    hass: HomeAssistant, component: None, store_build: StoreBuild, start_device: StartDevice
 ) -> None:
-    stored = await commit(esp32_members())
+    stored = await store_build(esp32_members())
     device = await start_device()
     other = await start_device()
     device_id = esphome_device(hass, psk="")
@@ -490,16 +403,17 @@ FAILURES = {
         {"password": PASSWORD}, {"password": WRONG_PASSWORD}, "ota_invalid_auth"
     ),
     "password_required": Failure({"password": PASSWORD}, {}, "ota_password_required"),
+    # Each result code has its own message (ota_device_<reason>).
     "device_error_prepare": Failure(
         {"error_stage": Stage.PREPARE, "error_code": 0x81},
         {},
-        "ota_device_error",
+        "ota_device_prepare_failed",
         placeholders={"code": "0x81", "reason": "prepare_failed"},
     ),
     "device_error_md5": Failure(
         {"error_stage": Stage.END, "error_code": 0x8B},
         {},
-        "ota_device_error",
+        "ota_device_md5_mismatch",
         placeholders={"code": "0x8B", "reason": "md5_mismatch"},
     ),
     "encryption_required_without_key": Failure(
@@ -525,13 +439,13 @@ FAILURES = {
 async def test_flash_failures(
     hass: HomeAssistant,
     component: None,
-    commit: Commit,
+    store_build: StoreBuild,
     start_device: StartDevice,
     caplog: pytest.LogCaptureFixture,
     failure: Failure,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="custom_components.esphome_remote_build")
-    stored = await commit(esp32_big())
+    stored = await store_build(esp32_big())
     device = await start_device(**failure.device)
     events = async_capture_events(hass, EVENT_FLASH)
     with pytest.raises(HomeAssistantError) as caught:
@@ -559,8 +473,10 @@ async def test_flash_failures(
         assert record.payload == b""
 
 
-async def test_unreachable_device(hass: HomeAssistant, component: None, commit: Commit) -> None:
-    stored = await commit(esp32_members())
+async def test_unreachable_device(
+    hass: HomeAssistant, component: None, store_build: StoreBuild
+) -> None:
+    stored = await store_build(esp32_members())
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again: nothing listens there
@@ -618,12 +534,12 @@ INVALID_CALLS: dict[str, tuple[Callable[[HomeAssistant], dict[str, Any]], str]] 
 async def test_invalid_calls(
     hass: HomeAssistant,
     component: None,
-    commit: Commit,
+    store_build: StoreBuild,
     data: Callable[[HomeAssistant], dict[str, Any]],
     key: str,
 ) -> None:
-    await commit(esp32_members(), "job-1")
-    await commit(esp8266_members(), "porch")
+    await store_build(esp32_members(), "job-1")
+    await store_build(esp8266_members(), "porch")
     events = async_capture_events(hass, EVENT_FLASH)
     with pytest.raises(ServiceValidationError) as caught:
         await call(hass, **data(hass))
@@ -645,7 +561,10 @@ async def test_invalid_calls(
         (OTAEncryptionError("other"), "ota_encryption_failed"),
         (OTAMaybeCommittedError("sent"), "ota_may_be_committing"),
         (OTAUnsupportedError("no access"), "ota_unsupported_type"),
-        (OTADeviceError("flash", code=0x83, reason="flash_write_failed"), "ota_device_error"),
+        (
+            OTADeviceError("flash", code=0x83, reason="flash_write_failed"),
+            "ota_device_flash_write_failed",
+        ),
         (OTAProtocolError("stray"), "ota_protocol_error"),
         (OTATimeoutError("silent"), "ota_timeout"),
         (OTAResolveError("nxdomain"), "ota_cannot_resolve"),
@@ -656,24 +575,20 @@ async def test_invalid_calls(
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
 )
 def test_translate_ota_error(error: OTAError, key: str) -> None:
-    translated = flash.translate_ota_error(error, "job-1", "kitchen.local", 3232)
+    """The flash glue's one call: the class names the key, the values are the flash's."""
+    translated = translate(error, job_id="job-1", host="kitchen.local", port="3232")
     assert type(translated) is HomeAssistantError
+    assert translated.translation_domain == DOMAIN
     assert translated.translation_key == key
+    # The library's own text is for the log: no placeholder carries it any more.
     assert translated.translation_placeholders == {
         "job_id": "job-1",
         "host": "kitchen.local",
         "port": "3232",
         "code": "" if error.code is None else f"0x{error.code:02X}",
         "reason": error.reason,
-        "error": str(error),
     }
     assert key in STRINGS["exceptions"]
-
-
-def test_every_flash_error_key_is_translated() -> None:
-    keys = {key for _, key in flash._OTA_FAILURES}
-    keys |= set(re.findall(r'service_error\(\s*"([a-z_]+)"', (PACKAGE / "flash.py").read_text()))
-    assert keys <= set(STRINGS["exceptions"])
 
 
 def test_selectors_are_translated() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
+import shutil
 import stat
 from unittest.mock import patch
 
@@ -12,21 +12,15 @@ from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.const import (
     CONF_PORT,
     EVENT_HOMEASSISTANT_STOP,
-    STATE_OFF,
-    STATE_ON,
-    STATE_UNAVAILABLE,
 )
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, issue_registry as ir, storage
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.esphome_remote_build import link as link_module
-from custom_components.esphome_remote_build.const import CONF_PIN, DOMAIN, EVENT_JOB
-from custom_components.esphome_remote_build.diagnostics import (
-    async_get_config_entry_diagnostics,
-)
+from custom_components.esphome_remote_build.const import CONF_PIN, DATA_STORE, DOMAIN
 from custom_components.esphome_remote_build.link import (
     IDENTITY_STORAGE_KEY,
     async_get_identity,
@@ -34,21 +28,16 @@ from custom_components.esphome_remote_build.link import (
 from custom_components.esphome_remote_build.peerlink import (
     Disconnected,
     Identity,
+    NotPairedError,
     PeerLinkClient,
     SubmitRejectedError,
 )
 from tests.support.receiver_double import (
-    JobScript,
-    JobStatus as RdStatus,
     ReceiverDouble,
     new_private_key,
 )
 
-from .conftest import Recorder, make_entry, wait_stopped
-
-CONNECTION = "binary_sensor.build_box_connection"
-QUEUE = "sensor.build_box_queue_depth"
-LAST_JOB = "sensor.build_box_last_job"
+from .conftest import Recorder, client_of, link_of, make_entry, wait_stopped
 
 
 async def test_identity_is_created_once(hass: HomeAssistant, hass_storage: dict) -> None:
@@ -102,8 +91,12 @@ async def test_setup_connects_and_unload_says_goodbye(
     hass: HomeAssistant, loaded: MockConfigEntry, rd: ReceiverDouble, identity: Identity
 ) -> None:
     assert loaded.state is ConfigEntryState.LOADED
-    assert hass.states.get(CONNECTION).state == STATE_ON
-    assert hass.states.get(QUEUE).state == "0"
+    link = link_of(loaded)
+    assert link.connected
+    assert link.store is hass.data[DATA_STORE]
+    assert link.server_pin == rd.pin
+    assert link.server_info is not None
+    assert link.server_info.pin_sha256 == rd.pin
     assert rd.peers[identity.dashboard_id].friendly_name == hass.config.location_name
     device = dr.async_get(hass).async_get_device_by_identifier((DOMAIN, rd.pin), loaded.entry_id)
     assert device is not None
@@ -111,11 +104,11 @@ async def test_setup_connects_and_unload_says_goodbye(
     assert device.name == "build-box"
 
     session = rd.session(identity.dashboard_id)
-    client = loaded.runtime_data.link.client
     assert await hass.config_entries.async_unload(loaded.entry_id)
     await session.wait_closed()
     assert rd.connections[-1].terminate_received == "client_stopped"
-    assert not client.running
+    assert not link.running
+    assert not link.connected
 
 
 async def test_home_assistant_stop_stops_the_link(
@@ -123,7 +116,7 @@ async def test_home_assistant_stop_stops_the_link(
 ) -> None:
     hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
     await hass.async_block_till_done()
-    assert not loaded.runtime_data.link.client.running
+    assert not link_of(loaded).running
 
 
 async def test_setup_does_not_wait_for_the_server(
@@ -137,23 +130,23 @@ async def test_setup_does_not_wait_for_the_server(
 
     assert await hass.config_entries.async_setup(entry.entry_id)
     assert entry.state is ConfigEntryState.LOADED
-    client = entry.runtime_data.link.client
+    client = client_of(entry)
     recorder = Recorder()
     client.subscribe(recorder)
     for attempt in (1, 2, 3):
-        client.reconnect_now()
+        link_of(entry).reconnect_now()
         await recorder.wait_count(Disconnected, attempt)
     await hass.async_block_till_done()
-    assert hass.states.get(CONNECTION).state == STATE_OFF
-    assert hass.states.get(QUEUE).state == STATE_UNAVAILABLE
+    assert not link_of(entry).connected
+    assert link_of(entry).running  # it keeps trying
     assert caplog.text.count("is unavailable") == 1
 
     async with ReceiverDouble(static_private=key, port=entry.data[CONF_PORT]) as back:
         back.add_peer(identity.dashboard_id, identity.pin_sha256)
-        client.reconnect_now()
+        link_of(entry).reconnect_now()
         await client.wait_connected(5)
         await hass.async_block_till_done()
-        assert hass.states.get(CONNECTION).state == STATE_ON
+        assert link_of(entry).connected
         assert caplog.text.count("is connected again") == 1
         assert caplog.text.count("is unavailable") == 1
         assert await hass.config_entries.async_unload(entry.entry_id)
@@ -171,7 +164,7 @@ def reauth_flows(hass: HomeAssistant) -> list[str]:
     ]
 
 
-async def test_revoked_pairing_starts_reauth_and_raises_an_issue(
+async def test_revoked_pairing_starts_reauth_only(
     hass: HomeAssistant,
     rd: ReceiverDouble,
     identity: Identity,
@@ -181,21 +174,23 @@ async def test_revoked_pairing_starts_reauth_and_raises_an_issue(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await wait_stopped(entry)
     await hass.async_block_till_done()
-    found = issue(hass, entry)
-    assert found is not None
-    assert found.translation_key == "pairing_revoked"
-    assert found.translation_placeholders == {"name": "build-box", "reason": "no_approved_peer"}
+    link = link_of(entry)
+    assert link.stopped_reason == "no_approved_peer"
+    assert isinstance(link.last_error, NotPairedError)
+    # Pairing again is the fix and the reauth notice says so: one message, no repair
+    # issue (a "pairing_revoked" issue used to be raised as well).
     assert len(reauth_flows(hass)) == 1
+    assert issue(hass, entry) is None
 
-    # The admin approves us again and the entry is reloaded: the issue goes away.
+    # The admin approves us again and the entry is reloaded: it connects.
     rd.add_peer(identity.dashboard_id, identity.pin_sha256)
     assert await hass.config_entries.async_reload(entry.entry_id)
-    await entry.runtime_data.link.client.wait_connected(5)
+    await client_of(entry).wait_connected(5)
     await hass.async_block_till_done()
     assert issue(hass, entry) is None
 
 
-async def test_changed_server_key_raises_an_issue(
+async def test_changed_server_key_raises_an_issue_only(
     hass: HomeAssistant, paired: ReceiverDouble
 ) -> None:
     entry = make_entry(paired, **{CONF_PIN: "ab" * 32})
@@ -203,17 +198,22 @@ async def test_changed_server_key_raises_an_issue(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await wait_stopped(entry)
     await hass.async_block_till_done()
+    assert link_of(entry).stopped_reason == "pin_mismatch"
     found = issue(hass, entry)
     assert found is not None
     assert found.translation_key == "server_key_changed"
-    assert len(reauth_flows(hass)) == 1
+    assert found.translation_placeholders == {"name": "build-box"}
+    assert found.severity is ir.IssueSeverity.ERROR
+    assert not found.is_fixable
+    # Pairing again with whoever answers now is no fix: no reauth (there used to be one).
+    assert reauth_flows(hass) == []
 
 
 async def test_superseded_session_raises_an_issue_without_reauth(
     hass: HomeAssistant, loaded: MockConfigEntry, rd: ReceiverDouble, identity: Identity
 ) -> None:
     recorder = Recorder()
-    loaded.runtime_data.link.client.subscribe(recorder)
+    client_of(loaded).subscribe(recorder)
     # Another installation restored from a backup uses the same identity.
     twin = PeerLinkClient(async_get_clientsession(hass), rd.host, rd.port, identity, rd.pin)
     await twin.start()
@@ -225,73 +225,62 @@ async def test_superseded_session_raises_an_issue_without_reauth(
     found = issue(hass, loaded)
     assert found is not None
     assert found.translation_key == "identity_in_use"
-    assert found.translation_placeholders["reason"] == "superseded"
+    # The reason code stays in the log; the issue's text names the server only.
+    assert found.translation_placeholders == {"name": "build-box"}
     assert reauth_flows(hass) == []
 
 
-async def test_job_events_and_last_job_sensor(
-    hass: HomeAssistant, loaded: MockConfigEntry, rd: ReceiverDouble, tmp_path: Path
-) -> None:
-    assert hass.states.get(LAST_JOB).state == "unknown"
-    events = async_capture_events(hass, EVENT_JOB)
-    rd.job_script = JobScript(outcome=RdStatus.FAILED, error_message="compile error", hold=True)
-    bundle = tmp_path / "bundle.tar.gz"
-    bundle.write_bytes(b"opaque to the protocol")
-    link = loaded.runtime_data.link
-    job_id = await link.async_submit(bundle, "kitchen.yaml")
-    await rd.wait_job_status(job_id, RdStatus.RUNNING)
-    rd.release_job(job_id)
-    await link.client.wait_for_job(job_id, 5)
-    await hass.async_block_till_done()
-
-    assert [e.data["status"] for e in events] == ["queued", "running", "failed"]
-    assert events[-1].data == {
-        "config_entry_id": loaded.entry_id,
-        "job_id": job_id,
-        "status": "failed",
-        "error_message": "compile error",
-        "configuration": "kitchen.yaml",
-    }
-    state = hass.states.get(LAST_JOB)
-    assert state.state == "failed"
-    assert state.attributes["job_id"] == job_id
-    assert state.attributes["error_message"] == "compile error"
-    assert state.attributes["configuration"] == "kitchen.yaml"
-
-
 async def test_refused_submission_is_forgotten(
-    hass: HomeAssistant, loaded: MockConfigEntry, tmp_path: Path
+    hass: HomeAssistant, loaded: MockConfigEntry, esphome_dir: Path
 ) -> None:
-    empty = tmp_path / "empty.tar.gz"
-    empty.write_bytes(b"")
-    link = loaded.runtime_data.link
-    with pytest.raises(SubmitRejectedError):
-        await link.async_submit(empty, "kitchen.yaml")
+    """A job the server refused is not remembered, and its bundle is gone."""
+    lent: list[Path] = []
+
+    def empty_bundle(config_dir: Path, configuration: str, dest: Path) -> None:
+        lent.append(dest)
+        dest.write_bytes(b"")  # the double refuses an empty upload
+
+    link = link_of(loaded)
+    with (
+        patch.object(link_module, "write_config_bundle", empty_bundle),
+        pytest.raises(SubmitRejectedError),
+    ):
+        await link.async_submit(esphome_dir, "esp32-demo.yaml")
     assert link._configurations == {}
+    [bundle] = lent
+    assert bundle.parent.parent == link.store.root
+    assert not bundle.exists()
 
 
-async def test_diagnostics_hide_secrets(
-    hass: HomeAssistant, loaded: MockConfigEntry, rd: ReceiverDouble, identity: Identity
+async def test_submitted_bundle_is_private_and_removed(
+    hass: HomeAssistant, loaded: MockConfigEntry, rd: ReceiverDouble, esphome_dir: Path
 ) -> None:
-    diagnostics = await async_get_config_entry_diagnostics(hass, loaded)
-    text = json.dumps(diagnostics)
-    assert identity.private_key.hex() not in text
-    assert identity.dashboard_id not in text
-    assert diagnostics["connected"] is True
-    assert diagnostics["our_pin"] == identity.pin_sha256
-    assert diagnostics["server_info"]["pin_sha256"] == rd.pin
-    assert diagnostics["queue"] == {"idle": True, "running": False, "queue_depth": 0}
-    assert diagnostics["pairing"] == {"running": True, "stopped_reason": None, "last_error": None}
-    assert diagnostics["stored_builds"] == []
+    """The bundle holds secrets: it is written in the store's private scratch folder."""
+    real = link_module.write_config_bundle
+    modes: list[int] = []
+    lent: list[Path] = []
+
+    def spy(config_dir: Path, configuration: str, dest: Path) -> None:
+        lent.append(dest)
+        real(config_dir, configuration, dest)
+        modes.append(stat.S_IMODE(dest.parent.stat().st_mode))
+
+    link = link_of(loaded)
+    with patch.object(link_module, "write_config_bundle", spy):
+        job_id = await link.async_submit(esphome_dir, "esp32-demo.yaml")
+    assert link.configuration_of(job_id) == "esp32-demo.yaml"
+    assert modes == [0o700]
+    assert not lent[0].exists()
+    assert rd.job(job_id).header["configuration_filename"] == "esp32-demo.yaml"
 
 
 async def test_remembered_jobs_stay_bounded(
-    hass: HomeAssistant, loaded: MockConfigEntry, rd: ReceiverDouble, tmp_path: Path
+    hass: HomeAssistant, loaded: MockConfigEntry, rd: ReceiverDouble, esphome_dir: Path
 ) -> None:
-    link = loaded.runtime_data.link
-    bundle = tmp_path / "b.tar.gz"
-    bundle.write_bytes(b"bundle bytes")
+    link = link_of(loaded)
+    for n in range(3):
+        shutil.copy(esphome_dir / "esp8266-demo.yaml", esphome_dir / f"dev{n}.yaml")
     with patch.object(link_module, "KEEP_JOBS", 2):
-        ids = [await link.async_submit(bundle, f"dev{n}.yaml") for n in range(3)]
+        ids = [await link.async_submit(esphome_dir, f"dev{n}.yaml") for n in range(3)]
     assert link.configuration_of(ids[0]) is None  # the oldest was forgotten
     assert [link.configuration_of(i) for i in ids[1:]] == ["dev1.yaml", "dev2.yaml"]

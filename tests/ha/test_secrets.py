@@ -20,6 +20,8 @@ from custom_components.esphome_remote_build.link import (
 from tests.ha.test_config_flow import pair, start_user_flow
 from tests.support.receiver_double import ReceiverDouble
 
+from .conftest import client_of
+
 PAIRING_KEY = "ABCD-EFGH-JKMN-PQRS"
 
 
@@ -35,7 +37,7 @@ async def test_pairing_key_and_private_key_stay_secret(
         )
         entry = result["result"]
         await hass.async_block_till_done()
-        await entry.runtime_data.link.client.wait_connected(5)
+        await client_of(entry).wait_connected(5)
         identity = await async_get_identity(hass)
         # the key did reach the server (inside the encrypted msg3)...
         assert rd.connections_for("pair_request")[-1].msg3_payload["pairing_key"] == PAIRING_KEY
