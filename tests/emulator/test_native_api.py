@@ -231,3 +231,41 @@ async def test_ping_before_hello_is_answered(start_device: StartDevice) -> None:
         assert await reader.readexactly(3) == b"\x00\x00\x08"  # PingResponse
     writer.close()
     await writer.wait_closed()
+
+
+async def test_key_provisioning_over_zero_key_noise(start_device: StartDevice, psk: bytes) -> None:
+    """How Home Assistant gives a keyless device a key (2026.10's provisioning path)."""
+    device = await start_device(encryption_key=None)
+    new_key = base64.b64encode(psk)
+    client = client_for(device, noise_psk=ZERO_NOISE_PSK)
+    stops: list[bool] = []
+
+    async def on_stop(expected: bool) -> None:
+        stops.append(expected)
+
+    await client.connect(on_stop=on_stop)
+    assert await client.noise_encryption_set_key(new_key)
+    await wait_until(lambda: stops)  # the key went live: every session is told to leave
+    assert stops == [True]
+    assert device.psk == psk
+    assert device.api_connections[0].key_set is True
+
+    with pytest.raises(RequiresEncryptionAPIError):
+        await client_for(device, noise_psk=None).connect()
+    client = client_for(device, noise_psk=new_key.decode())
+    await client.connect()
+    try:
+        assert not (await client.device_info()).api_encryption_provisionable
+    finally:
+        await client.disconnect()
+
+
+async def test_a_yaml_key_cannot_be_replaced(start_device: StartDevice, psk: bytes) -> None:
+    device = await start_device(encryption_key=psk)
+    client = client_for(device)
+    await client.connect()
+    try:
+        assert not await client.noise_encryption_set_key(base64.b64encode(bytes(range(32))))
+    finally:
+        await client.disconnect()
+    assert device.psk == psk

@@ -70,7 +70,7 @@ def esphome_entry(device: DeviceEmulator) -> MockConfigEntry:
             CONF_HOST: device.host,
             CONF_PORT: device.api_port,
             CONF_PASSWORD: "",
-            CONF_NOISE_PSK: device.noise_psk,
+            CONF_NOISE_PSK: device.noise_psk or "",  # the API uses "" for no key
             CONF_DEVICE_NAME: "kitchen",
         },
         options={CONF_ALLOW_SERVICE_CALLS: False},
@@ -151,3 +151,55 @@ async def test_core_esphome_integration_follows_an_ota_of_the_emulated_device(
 
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
+
+
+async def test_core_esphome_integration_provisions_a_key_on_a_keyless_device(
+    hass: HomeAssistant,
+) -> None:
+    """HA gives a keyless 2026.10 device a key over zero-key Noise and reconnects with it;
+    the key then also encrypts the OTA upload, and survives the reboot."""
+    assert await async_setup_component(hass, "homeassistant", {})
+    async with DeviceEmulator(
+        name="kitchen",
+        friendly_name="Kitchen",
+        mac="AA:BB:CC:00:11:22",
+        encryption_key=None,
+        reboot_delay=0.1,
+    ) as device:
+        entry = esphome_entry(device)
+        entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await wait_for(hass, lambda: device.psk is not None)
+        # The new key in the entry's data reloads it: a new runtime_data
+        await wait_for(
+            hass,
+            lambda: (
+                entry.runtime_data.available
+                and uptime_is(hass, None)
+                and any(c.encrypted and not c.provisioning for c in device.api.clients)
+            ),
+        )
+        assert entry.data[CONF_NOISE_PSK] == device.noise_psk
+        assert [c.key_set for c in device.api_connections if c.provisioning] == [True]
+
+        await async_flash(
+            device.host,
+            device.ota_port,
+            firmware_image(NEW_BUILD),
+            noise_psk=entry.data[CONF_NOISE_PSK],
+            retry_delay=0.0,
+        )
+        boot = await device.wait_for_boot(2)
+        assert device.ota_sessions[0].encrypted
+        assert device.noise_psk == entry.data[CONF_NOISE_PSK]
+        await wait_for(
+            hass,
+            lambda: (
+                entry.runtime_data.available
+                and entry.runtime_data.device_info is not None
+                and entry.runtime_data.device_info.compilation_time
+                == boot.firmware.compilation_time
+            ),
+        )
+        assert await hass.config_entries.async_unload(entry.entry_id)
+        await hass.async_block_till_done()

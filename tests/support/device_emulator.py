@@ -229,7 +229,8 @@ class DeviceSpec:
     board: str = "esp32dev"
     project_name: str = ""
     project_version: str = ""
-    #: API encryption key (raw 32 bytes or base64); also the OTA Noise key, as in ESPHome.
+    #: API encryption key from YAML (raw 32 bytes or base64); also the OTA Noise key, as in
+    #: ESPHome. Without one the device takes a key set over the API (and keeps it).
     encryption_key: bytes | str | None = None
     #: ``USE_API_NOISE`` compiled in (ESPHome's default).
     api_encryption_supported: bool = True
@@ -598,7 +599,15 @@ class DeviceEmulator:
             entities=self.entities,
             psk=self.psk,
             request_time=self.spec.request_time,
+            set_key=None if self.spec.encryption_key is not None else self._set_key,
         )
+
+    def _set_key(self, psk: bytes | None) -> bool:
+        """A key provisioned over the API: API sessions, OTA and mDNS use it from now on."""
+        self.psk = psk
+        if self._ota is not None:
+            self._ota.config = replace(self._ota.config, noise_psk=psk)
+        return True
 
     # ----------------------------------------------------------------- OTA reboot
 

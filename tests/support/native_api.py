@@ -19,6 +19,9 @@ that a client can observe follows the firmware:
 * On shutdown (OTA reboot, deep sleep) the listener closes first, then every client gets a
   ``DisconnectRequest`` and up to a second to hang up, as ``APIServer::on_shutdown`` and
   ``teardown`` do.
+* A device without a YAML key accepts ``NoiseEncryptionSetKeyRequest`` (how Home
+  Assistant provisions one, over the zero-key Noise session); 100 ms later the new key is
+  active and every open session is told to leave and closed.
 
 No pytest and no Home Assistant here.
 """
@@ -26,6 +29,8 @@ No pytest and no Home Assistant here.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from collections.abc import Callable, Iterable
 import contextlib
 from dataclasses import dataclass, field
@@ -83,7 +88,10 @@ LIST_ENTITIES_REQUEST = 11
 SUBSCRIBE_STATES_REQUEST = 20
 GET_TIME_REQUEST = 36
 GET_TIME_RESPONSE = 37
+NOISE_ENCRYPTION_SET_KEY_REQUEST = 124
 DEVICE_CAPABILITIES_REQUEST = 149
+#: ``update_noise_psk_``: the new key becomes active this long after it was saved.
+KEY_ACTIVATION_DELAY = 0.1
 _NO_SETUP_NEEDED = {HELLO_REQUEST, DISCONNECT_REQUEST, PING_REQUEST}
 
 
@@ -264,6 +272,9 @@ class APIConfig:
     psk: bytes | None = None
     #: Send a ``GetTimeRequest`` after the hello (``time: - platform: homeassistant``).
     request_time: bool = False
+    #: Store a key set over the API (``None`` clears it) and return whether it was taken;
+    #: ``None`` here: the key comes from YAML and cannot be changed.
+    set_key: Callable[[bytes | None], bool] | None = None
 
 
 # --------------------------------------------------------------------------- records
@@ -287,6 +298,8 @@ class APIConnectionRecord:
     #: Names of every message sent after the handshake, in order.
     sent: list[str] = field(default_factory=list)
     time_response: ProtoMessage | None = None
+    #: The answer to a ``NoiseEncryptionSetKeyRequest`` on this connection.
+    key_set: bool | None = None
     #: Who ended it: "client" (disconnect request or hang-up), "device", "error".
     closed_by: str | None = None
     violation: str | None = None
@@ -551,6 +564,15 @@ class _Connection:
         if msg_type == DEVICE_CAPABILITIES_REQUEST:
             self.send(pb.DeviceCapabilitiesResponse())
             return
+        if msg_type == NOISE_ENCRYPTION_SET_KEY_REQUEST and config.info.api_encryption_supported:
+            request = pb.NoiseEncryptionSetKeyRequest()
+            request.ParseFromString(payload)
+            success = _set_key(config, bytes(request.key))
+            self.record.key_set = success
+            self.send(pb.NoiseEncryptionSetKeyResponse(success=success))
+            if success:
+                self.server.schedule_key_activation()
+            return
         # Everything else (AuthenticationRequest, log/service/state subscriptions...) is
         # accepted and ignored by a device without the matching components.
 
@@ -571,6 +593,7 @@ class NativeAPIServer:
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._handlers: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.records: list[APIConnectionRecord] = []
         self._changed = asyncio.Condition()
 
@@ -617,9 +640,9 @@ class NativeAPIServer:
             connection.record.closed_by = connection.record.closed_by or "device"
             _abort(connection.writer)
         server.abort_clients()
-        for task in list(self._handlers):
+        for task in [*self._handlers, *self._tasks]:
             task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await asyncio.gather(*self._handlers, *self._tasks, return_exceptions=True)
         await server.wait_closed()
 
     async def __aenter__(self) -> Self:
@@ -628,6 +651,20 @@ class NativeAPIServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop(clean=False)
+
+    def schedule_key_activation(self) -> None:
+        """After ``KEY_ACTIVATION_DELAY``: tell every client to leave, then close them."""
+        task = asyncio.get_running_loop().create_task(self._activate_key())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _activate_key(self) -> None:
+        await asyncio.sleep(KEY_ACTIVATION_DELAY)
+        for connection in list(self._connections):
+            connection.send(pb.DisconnectRequest())
+            connection.record.closed_by = connection.record.closed_by or "device"
+            connection.removing = True
+            connection.writer.close()  # next_close: the socket goes right after the request
 
     def publish(self, entity: Entity) -> None:
         """Send *entity*'s state to every client that subscribed to states."""
@@ -704,6 +741,21 @@ async def _linger(
         async with asyncio.timeout(timeout):
             while await reader.read(65536):
                 pass
+
+
+def _set_key(config: APIConfig, key: bytes) -> bool:
+    """``send_noise_encryption_set_key_response_``: the checks, then the save."""
+    if config.set_key is None:  # USE_API_NOISE_PSK_FROM_YAML
+        return False
+    if not key:
+        return config.set_key(None)
+    try:
+        psk = base64.b64decode(key, validate=True)
+    except binascii.Error:
+        return False
+    if len(psk) != len(ZERO_PSK) or psk == ZERO_PSK:
+        return False
+    return config.set_key(psk)
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:
