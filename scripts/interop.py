@@ -191,7 +191,7 @@ def table(runs: Sequence[Run], supported_from: str, *, markdown: bool) -> str:
                 run.esphome,
                 "yes" if supported else "no",
                 *(cell(counts.get(column)) for column in columns),
-                f"{verdict} {len(run.outcomes)}",
+                f"{verdict} ({len(run.outcomes)})",
                 "?" if run.seconds is None else f"{run.seconds:.0f} s",
             ]
         )
