@@ -289,3 +289,23 @@ def test_the_image_carries_the_build() -> None:
     assert image[0] == 0xE9
     assert Firmware.from_image(image) == Firmware.from_build_info(NEW_BUILD)
     assert Firmware.from_image(corrupt_marker(image)) is None
+
+
+async def test_manual_reboot_and_power_cycle(start_device: StartDevice) -> None:
+    device = await start_device()
+    async with Watcher(device) as watcher:
+        boot = await device.reboot()
+        await wait_until(lambda: watcher.stops)
+        assert watcher.stops == [True]
+    assert (boot.index, boot.reason, boot.firmware) == (1, "reboot", device.boots[0].firmware)
+
+    async with Watcher(device) as watcher:
+        await device.power_off()
+        await wait_until(lambda: watcher.stops)
+        assert watcher.stops == [False]  # no goodbye from a device that lost its power
+    assert device.state is DeviceState.OFF
+    with pytest.raises(OSError):
+        await asyncio.open_connection(device.host, device.ota_port)
+    boot = await device.power_on()
+    assert boot.reason == "power_on"
+    assert (await read_device_info(device)).name == "emulated-device"

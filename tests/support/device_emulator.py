@@ -26,10 +26,15 @@ had (an ESP32 bootloader rolling back). ``never_returns=True`` keeps it away.
 
 Typical use::
 
-    async with DeviceEmulator(name="kitchen", esphome_version="2026.9.1") as device:
-        ...  # connect to device.host / device.api_port, flash device.ota_port
-        boot = await device.wait_for_boot(2)     # the reboot after the upload
+    build = build_info("kitchen", "2026.10.0")           # or a stand-in build's image
+    async with DeviceEmulator(name="kitchen", esphome_version="2026.9.1",
+                              encryption_key=key) as device:
+        # Home Assistant / aioesphomeapi: device.host, device.api_port, device.noise_psk
+        await async_flash(device.host, device.ota_port, firmware_image(build),
+                          noise_psk=device.noise_psk)
+        boot = await device.wait_for_boot(2)             # the reboot after the upload
         assert boot.firmware.compilation_time == build.build_time_str
+        assert device.mdns_txt["config_hash"] == f"{build.config_hash:08x}"
 
 No pytest and no Home Assistant here.
 """
@@ -505,7 +510,9 @@ class DeviceEmulator:
             self._spawn(self._sleep_cycle(self.spec.deep_sleep))
 
     async def stop(self) -> None:
-        """Power off for good (no goodbyes) and release everything."""
+        """Power off for good and release everything: API and OTA connections drop at
+        once; the mDNS service does say goodbye, so no other browser keeps its record.
+        """
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -649,10 +656,8 @@ class DeviceEmulator:
             boots = len(self.boots)
             await asyncio.sleep(max(0.0, cycle.awake - (time.monotonic() - self._booted_at)))
             async with self._lifecycle:
-                if self.state is DeviceState.GONE or self.state is DeviceState.OFF:
-                    return
                 if len(self.boots) != boots or not self.online:
-                    continue  # rebooted meanwhile: a fresh awake period
+                    continue  # rebooted or switched off meanwhile: a fresh awake period
                 await self._shutdown(clean=self.spec.clean_shutdown)
                 await self._set_state(DeviceState.ASLEEP)
                 await asyncio.sleep(cycle.asleep)
@@ -673,6 +678,8 @@ async def _retry_bind(start: Callable[[], Awaitable[None]], attempts: int = 50) 
 
 
 __all__ = [
+    "ESPHOMELIB_SERVICE",
+    "NOISE_ENCRYPTION",
     "BinarySensor",
     "BootRecord",
     "BuildInfo",
