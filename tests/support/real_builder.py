@@ -166,7 +166,10 @@ class BuilderVenvs:
         if self.builder == DEFAULT_BUILDER_VENV:
             return "run scripts/setup"
         if (version := self.builder.name.removeprefix(".venv-builder-")) != self.builder.name:
-            return f"run `bash scripts/venv.sh builder {version}` (or scripts/interop {version})"
+            release, _, esphome = version.partition("-esphome-")
+            args = f"{release} {esphome}".strip()
+            spec = f"{release}:{esphome}".rstrip(":")
+            return f"run `bash scripts/venv.sh builder {args}` (or scripts/interop {spec})"
         return "install esphome-device-builder[esphome] into it"
 
     def versions(self) -> dict[str, str]:
