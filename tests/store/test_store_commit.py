@@ -532,3 +532,30 @@ async def test_unusable_root(tmp_path: Path, make_tarball: MakeTarball) -> None:
         with pytest.raises(StoreError) as err:
             await call
         assert err.value.key == "store_failed"
+
+
+async def test_a_build_published_during_the_fetch_stands(
+    store: BuildStore,
+    root: Path,
+    tmp_path: Path,
+    make_tarball: MakeTarball,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another writer that publishes the job while we fetch wins; its build is returned."""
+    other = BuildStore(tmp_path / "other", clock=StepClock())
+    winner = await commit(other, make_tarball(esp8266_members(), firmware_offset="0x0"))
+    calls = _spy_reader(monkeypatch)
+    tarball = make_tarball()
+
+    async def fetch_while_another_publishes(dest: Path) -> Fetched:
+        shutil.copyfile(tarball.path, dest)
+        shutil.copytree(winner.directory, root / "job-1")
+        return Fetched(tarball.sha256, tarball.firmware_offset)
+
+    build = await store.async_download(
+        "job-1", server_pin=SERVER_PIN, configuration="", fetch=fetch_while_another_publishes
+    )
+    assert build.device_name == "porch"
+    assert build.created_at == winner.created_at
+    assert calls == []  # nothing was unpacked over it
+    assert published(root) == {"job-1"}
