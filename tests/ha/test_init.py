@@ -26,6 +26,7 @@ from custom_components.esphome_remote_build.link import (
     async_get_identity,
 )
 from custom_components.esphome_remote_build.peerlink import (
+    Connected,
     Disconnected,
     Identity,
     NotPairedError,
@@ -109,6 +110,34 @@ async def test_setup_connects_and_unload_says_goodbye(
     assert rd.connections[-1].terminate_received == "client_stopped"
     assert not link.running
     assert not link.connected
+
+
+async def test_failed_unload_keeps_the_link(
+    hass: HomeAssistant, loaded: MockConfigEntry, rd: ReceiverDouble
+) -> None:
+    """If a platform refuses to unload, the entry stays as it is, link and all."""
+    link = link_of(loaded)
+    with patch.object(hass.config_entries, "async_unload_platforms", return_value=False):
+        assert not await hass.config_entries.async_unload(loaded.entry_id)
+    assert link.running
+    assert link.connected
+    await link.async_stop()
+
+
+async def test_a_device_removed_meanwhile_is_left_alone(
+    hass: HomeAssistant, loaded: MockConfigEntry, rd: ReceiverDouble
+) -> None:
+    """A session that opens after the server's device was removed does not fail."""
+    registry = dr.async_get(hass)
+    device = registry.async_get_device_by_identifier((DOMAIN, rd.pin), loaded.entry_id)
+    assert device is not None
+    registry.async_remove_device(device.id)
+    link = link_of(loaded)
+    assert link.server_info is not None
+    client_of(loaded)._emit(Connected(link.server_info))
+    await hass.async_block_till_done()
+    assert registry.async_get_device_by_identifier((DOMAIN, rd.pin), loaded.entry_id) is None
+    assert link.connected
 
 
 async def test_home_assistant_stop_stops_the_link(

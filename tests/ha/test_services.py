@@ -297,6 +297,22 @@ async def test_download_applies_retention(
     assert (build_root(hass) / "new").is_dir()
 
 
+async def test_download_retention_defaults_to_three(
+    hass: HomeAssistant,
+    loaded: MockConfigEntry,
+    rd: ReceiverDouble,
+    identity: Identity,
+    artifacts: bytes,
+) -> None:
+    """Without the option the entry keeps DEFAULT_KEEP_LAST (the store has no default)."""
+    assert CONF_KEEP_LAST not in loaded.options
+    for job_id in ("b1", "b2", "b3", "b4"):
+        rd.add_job(identity.dashboard_id, job_id, artifacts=Artifacts(artifacts))
+        await call(hass, "download_artifacts", config_entry_id=loaded.entry_id, job_id=job_id)
+    assert not (build_root(hass) / "b1").exists()
+    assert all((build_root(hass) / job_id).is_dir() for job_id in ("b2", "b3", "b4"))
+
+
 def _seed(
     status: RdStatus = RdStatus.COMPLETED, *, artifacts: bytes | None = None
 ) -> Callable[[ReceiverDouble, str, bytes], str]:
