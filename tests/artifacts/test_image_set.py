@@ -15,6 +15,7 @@ from custom_components.esphome_remote_build.artifacts import (
     async_read_image_set,
     read_image_set,
 )
+from tests.artifacts.build_info_samples import SAMPLE_INFO, build_info_json
 from tests.artifacts.tarballs import (
     files_in,
     idedata,
@@ -66,7 +67,7 @@ def test_esp32_platformio_set(tmp_path: Path) -> None:
             storage(esp_platform="ESP32S3"),
             idedata(flash_images),
             regular("platformio.ini", b"[env:dev1]\n"),
-            regular("build_info.json", b"{}"),
+            regular("build_info.json", build_info_json()),
             regular("validated.json", b"{}"),
             *(regular(f"{PIO}/{name}", body) for name, body in data.items()),
         ],
@@ -82,6 +83,7 @@ def test_esp32_platformio_set(tmp_path: Path) -> None:
     )
     assert result.firmware_offset == "0x10000"
     assert result.storage["build_path"] == "/data/build/dev1"
+    assert result.build_info == SAMPLE_INFO
     assert stat.S_IMODE(dest.stat().st_mode) == 0o700
     _check_images(
         result,

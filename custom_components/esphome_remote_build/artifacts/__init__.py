@@ -20,13 +20,14 @@ from .errors import (
     UnsafeTarballError,
 )
 from .image_set import async_read_image_set, read_image_set
-from .models import NO_FLASH_OFFSET, BundleInfo, Image, ImageSet
+from .models import NO_FLASH_OFFSET, BuildInfo, BundleInfo, Image, ImageSet
 from .safe_tar import TarLimits
 
 __all__ = [
     "NO_FLASH_OFFSET",
     "ArtifactsError",
     "ArtifactsMismatchError",
+    "BuildInfo",
     "BundleError",
     "BundleInfo",
     "Image",

@@ -1,37 +1,41 @@
 """What a build's metadata says, and which images it adds up to.
 
-Pure functions over the bytes of ``storage.json`` / ``idedata.json`` and the set of member
+Pure functions over the bytes of ``storage.json`` / ``idedata.json`` / ``build_info.json``
+and the set of member
 basenames, so the rules (which file is the firmware, which offsets are trusted, what order
 images come in) are testable without any tarball.  See docs/protocol.md §6.2 to §6.5.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 import json
 import re
 from typing import Any, Final
 
 from .errors import InvalidArtifactsError
-from .models import NO_FLASH_OFFSET
+from .models import NO_FLASH_OFFSET, BuildInfo
 from .safe_tar import MIB
 
 STORAGE_JSON: Final = "storage.json"
 IDEDATA_JSON: Final = "idedata.json"
+BUILD_INFO_JSON: Final = "build_info.json"
 #: Archive-root members that describe the build rather than being part of it.
 METADATA_MEMBERS: Final = frozenset(
     {
         STORAGE_JSON,
         IDEDATA_JSON,
         "platformio.ini",
-        "build_info.json",
+        BUILD_INFO_JSON,
         "validated.json",
         "validated.yaml",
     }
 )
 MAX_STORAGE_JSON: Final = 1 * MIB
 MAX_IDEDATA_JSON: Final = 8 * MIB
+#: ESPHome writes about 150 bytes; anything near this is not ESPHome's file.
+MAX_BUILD_INFO_JSON: Final = 64 * 1024
 
 FIRMWARE_BIN: Final = "firmware.bin"
 ESP_IDF_TOOLCHAIN: Final = "esp-idf"
@@ -41,6 +45,12 @@ _PLATFORM = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 _OFFSET = re.compile(r"0x[0-9a-f]{1,8}", re.IGNORECASE)
 # Names an image may have on disk: no separators, no hidden files, nothing exotic.
 _IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+# build_info.json's strings: non-empty printable ASCII.  ESPHome's are far shorter (a
+# 25-character time, a version like "2026.10.0"); the device copies them byte for byte.
+_BUILD_INFO_TEXT = re.compile(r"[\x20-\x7e]{1,64}")
+# The config hash is a uint32_t on the device; the build time a 64-bit time_t.
+_CONFIG_HASH_LIMIT: Final = 2**32
+_BUILD_TIME_LIMIT: Final = 2**63
 
 # Flashable files beside the firmware that idedata does not list, with their fixed address.
 # The merged factory image always starts at 0x0; an OTA payload has no flash address.
@@ -117,6 +127,59 @@ def parse_storage(data: bytes) -> BuildFacts:
         toolchain=toolchain,
         storage=storage,
     )
+
+
+def parse_build_info(data: bytes) -> BuildInfo:
+    """Validate ``build_info.json``: the identity the build compiled into the firmware."""
+    return build_info_from_object(parse_json_object(data, BUILD_INFO_JSON), BUILD_INFO_JSON)
+
+
+def build_info_from_object(data: Mapping[str, Any], what: str) -> BuildInfo:
+    """Check the four ``build_info.json`` fields of ``data``; other keys are ignored.
+
+    ``config_hash`` must be an integer in ``[0, 2**32)``, ``build_time`` one in
+    ``[0, 2**63)`` (booleans are not integers), ``build_time_str`` and ``esphome_version``
+    1 to 64 printable ASCII characters.  Raises :class:`InvalidArtifactsError` naming
+    ``what`` and the field.
+    """
+    config_hash = _bounded_int(data, "config_hash", _CONFIG_HASH_LIMIT, what)
+    build_time = _bounded_int(data, "build_time", _BUILD_TIME_LIMIT, what)
+    return BuildInfo(
+        config_hash=config_hash,
+        build_time=build_time,
+        build_time_str=_build_info_text(data, "build_time_str", what),
+        esphome_version=_build_info_text(data, "esphome_version", what),
+    )
+
+
+def _bounded_int(data: Mapping[str, Any], key: str, limit: int, what: str) -> int:
+    value = _present(data, key, what)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < limit:
+        raise InvalidArtifactsError(
+            f"{what} {key!r} is {_shown(value)}, not an integer in [0, {limit:#x})"
+        )
+    return value
+
+
+def _build_info_text(data: Mapping[str, Any], key: str, what: str) -> str:
+    value = _present(data, key, what)
+    if not isinstance(value, str) or _BUILD_INFO_TEXT.fullmatch(value) is None:
+        raise InvalidArtifactsError(
+            f"{what} {key!r} is {_shown(value)}, not 1 to 64 printable ASCII characters"
+        )
+    return value
+
+
+def _present(data: Mapping[str, Any], key: str, what: str) -> object:
+    if key not in data:
+        raise InvalidArtifactsError(f"{what} has no {key!r}")
+    return data[key]
+
+
+def _shown(value: object) -> str:
+    """Show a value in an error message, cut short: it may be a 64 KiB string."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 def parse_flash_images(idedata: dict[str, Any]) -> list[FlashImage]:

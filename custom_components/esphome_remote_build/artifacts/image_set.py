@@ -15,13 +15,16 @@ import os
 from pathlib import Path
 
 from .build_metadata import (
+    BUILD_INFO_JSON,
     IDEDATA_JSON,
+    MAX_BUILD_INFO_JSON,
     MAX_IDEDATA_JSON,
     MAX_STORAGE_JSON,
     METADATA_MEMBERS,
     STORAGE_JSON,
     PlannedImage,
     normalise_offset,
+    parse_build_info,
     parse_flash_images,
     parse_json_object,
     parse_storage,
@@ -40,6 +43,7 @@ class _Index:
 
     storage: bytes
     idedata: bytes | None
+    build_info: bytes | None
     basenames: frozenset[str]
     sha256: str
 
@@ -57,7 +61,8 @@ def read_image_set(
     ``firmware_offset`` is the one the server announced for this download.  ``dest_dir`` is
     created (0700) if missing; images are written 0600 and never overwrite a file.  With
     ``expected_sha256`` the file must hash to it (checked in the first pass, before any
-    image is written).
+    image is written).  A ``build_info.json`` is optional but, when present, must be
+    well-formed: it is the evidence a flash is later verified against.
     """
     offset = normalise_offset(firmware_offset, "firmware offset")
     index = _index(tarball, limits)
@@ -69,6 +74,7 @@ def read_image_set(
         if index.idedata is None
         else parse_flash_images(parse_json_object(index.idedata, IDEDATA_JSON))
     )
+    build_info = None if index.build_info is None else parse_build_info(index.build_info)
     plan = plan_images(facts, flash_images, index.basenames, offset)
     return ImageSet(
         device_name=facts.device_name,
@@ -77,6 +83,7 @@ def read_image_set(
         firmware_offset=offset,
         images=_write_images(tarball, limits, plan, dest_dir),
         storage=facts.storage,
+        build_info=build_info,
     )
 
 
@@ -114,6 +121,8 @@ def _index(tarball: Path, limits: TarLimits) -> _Index:
                     metadata[STORAGE_JSON] = tar.read_bytes(member, MAX_STORAGE_JSON)
                 elif member.path == IDEDATA_JSON:
                     metadata[IDEDATA_JSON] = tar.read_bytes(member, MAX_IDEDATA_JSON)
+                elif member.path == BUILD_INFO_JSON:
+                    metadata[BUILD_INFO_JSON] = tar.read_bytes(member, MAX_BUILD_INFO_JSON)
                 continue
             other = paths.setdefault(member.basename, member.path)
             if other != member.path:
@@ -126,6 +135,7 @@ def _index(tarball: Path, limits: TarLimits) -> _Index:
     return _Index(
         storage=metadata[STORAGE_JSON],
         idedata=metadata.get(IDEDATA_JSON),
+        build_info=metadata.get(BUILD_INFO_JSON),
         basenames=frozenset(paths),
         sha256=sha256,
     )

@@ -11,6 +11,11 @@ from typing import Any
 #: partition table / OTA data, whose addresses such a build does not record.
 NO_FLASH_OFFSET = ""
 
+#: How many characters of ``build_time_str`` a device reports as
+#: ``DeviceInfoResponse.compilation_time``: ESPHome copies the string into a 26-byte buffer
+#: (``Application::BUILD_TIME_STR_SIZE``) and terminates it, keeping at most 25.
+COMPILATION_TIME_MAX_LEN = 25
+
 
 @dataclass(frozen=True, slots=True)
 class Image:
@@ -27,6 +32,34 @@ class Image:
 
 
 @dataclass(frozen=True, slots=True)
+class BuildInfo:
+    """What ESPHome's ``build_info.json`` says about one build: the identity it compiles in.
+
+    A device running the build reports the same facts: ``esphome_version`` and
+    :attr:`compilation_time` in its native-API ``DeviceInfoResponse``, and
+    :attr:`config_hash_hex` in the ``config_hash`` TXT record of its mDNS announcement.
+    ``config_hash`` is ESPHome's 32-bit FNV-1a hash of the final configuration,
+    ``build_time`` the build's Unix time and ``build_time_str`` that time as
+    ``"%Y-%m-%d %H:%M:%S %z"`` in the build server's time zone.
+    """
+
+    config_hash: int
+    build_time: int
+    build_time_str: str
+    esphome_version: str
+
+    @property
+    def config_hash_hex(self) -> str:
+        """``config_hash`` as the mDNS TXT record carries it: 8 lowercase hex digits."""
+        return f"{self.config_hash:08x}"
+
+    @property
+    def compilation_time(self) -> str:
+        """``build_time_str`` as the device reports it (``DeviceInfoResponse``)."""
+        return self.build_time_str[:COMPILATION_TIME_MAX_LEN]
+
+
+@dataclass(frozen=True, slots=True)
 class ImageSet:
     """The flashable result of one build.
 
@@ -34,7 +67,8 @@ class ImageSet:
     ``target_platform`` keeps the build's own value lower-cased (``"esp32s3"``), which
     matters for chip-specific flashing.  ``images`` starts with ``firmware.bin`` at
     ``firmware_offset``, then the build's flash images in declared order, then the other
-    flashable extras.  ``storage`` is the build's parsed ``storage.json``.
+    flashable extras.  ``storage`` is the build's parsed ``storage.json``; ``build_info``
+    its ``build_info.json``, ``None`` when the tarball has none.
     """
 
     device_name: str
@@ -43,6 +77,7 @@ class ImageSet:
     firmware_offset: str
     images: list[Image]
     storage: dict[str, Any]
+    build_info: BuildInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
