@@ -18,7 +18,8 @@ import re
 import stat
 from typing import Any
 
-from .artifacts import Image, ImageSet
+from .artifacts import BuildInfo, Image, ImageSet, InvalidArtifactsError
+from .artifacts.build_metadata import build_info_from_object
 from .store_errors import CorruptBuildError
 
 MANIFEST_NAME = "manifest.json"
@@ -32,7 +33,11 @@ _OFFSET_RE = re.compile(r"^(0x[0-9a-f]{1,16})?$")
 
 @dataclass(frozen=True, slots=True)
 class StoredBuild:
-    """A committed build as recorded by its manifest; image paths are absolute."""
+    """A committed build as recorded by its manifest; image paths are absolute.
+
+    ``build_info`` is the build's ``build_info.json``: ``None`` when the build had none, or
+    when it was stored before manifests recorded it.
+    """
 
     job_id: str
     device_name: str
@@ -45,6 +50,7 @@ class StoredBuild:
     created_at: str
     server_pin: str
     configuration: str
+    build_info: BuildInfo | None = None
 
     def as_response(self) -> dict[str, Any]:
         """Shape the build as the ``download_artifacts`` action's response (docs/design.md)."""
@@ -68,7 +74,19 @@ class StoredBuild:
             ],
             "created_at": self.created_at,
             "configuration": self.configuration,
+            "build_info": _build_info_response(self.build_info),
         }
+
+
+def _build_info_response(info: BuildInfo | None) -> dict[str, str] | None:
+    """Give what a user compares with a device: version, build time, mDNS config hash."""
+    if info is None:
+        return None
+    return {
+        "esphome_version": info.esphome_version,
+        "build_time_str": info.build_time_str,
+        "config_hash": info.config_hash_hex,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +124,19 @@ def build_manifest(
             }
             for image in image_set.images
         ],
+        "build_info": _build_info_record(image_set.build_info),
+    }
+
+
+def _build_info_record(info: BuildInfo | None) -> dict[str, Any] | None:
+    """``build_info.json``'s four fields as ESPHome writes them (the hash an integer)."""
+    if info is None:
+        return None
+    return {
+        "config_hash": info.config_hash,
+        "build_time": info.build_time,
+        "build_time_str": info.build_time_str,
+        "esphome_version": info.esphome_version,
     }
 
 
@@ -159,7 +190,21 @@ def parse_manifest(directory: Path, job_id: str, manifest: object) -> StoredBuil
         created_at=created_at,
         server_pin=_field(manifest, "server_pin", str, job_id),
         configuration=_field(manifest, "configuration", str, job_id),
+        build_info=_parse_build_info(manifest, job_id),
     )
+
+
+def _parse_build_info(manifest: Mapping[str, Any], job_id: str) -> BuildInfo | None:
+    """Read the optional ``build_info``: absent (an older manifest) or null mean none."""
+    record = manifest.get("build_info")
+    if record is None:
+        return None
+    if not isinstance(record, dict):
+        raise corrupt(job_id, "'build_info' is not an object or null")
+    try:
+        return build_info_from_object(record, "'build_info'")
+    except InvalidArtifactsError as err:
+        raise corrupt(job_id, str(err)) from err
 
 
 def _parse_image(directory: Path, job_id: str, entry: object) -> Image:
