@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+import datetime as dt
 from typing import Final
 
 import yaml  # type: ignore[import-untyped]  # PyYAML ships no types; stubs are not installed
@@ -20,7 +21,16 @@ from .errors import BundleError
 
 STR_TAG: Final = "tag:yaml.org,2002:str"
 MAP_TAG: Final = "tag:yaml.org,2002:map"
+SEQ_TAG: Final = "tag:yaml.org,2002:seq"
+MERGE_TAG: Final = "tag:yaml.org,2002:merge"
 _LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SCALAR_TAGS: Final = tuple(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("null", "bool", "int", "float", "str", "binary", "timestamp")
+)
+_CONSTRUCTOR: Final = yaml.constructor.SafeConstructor()
+
+type ScalarValue = str | int | float | bool | bytes | dt.date | None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -60,6 +70,26 @@ def compose_documents(text: str, source: str) -> list[Node]:
         raise BundleError(f"{source} is not valid YAML: {err}") from err
     except RecursionError as err:
         raise BundleError(f"{source} is nested too deeply") from err
+
+
+def construct_scalar(node: Scalar) -> ScalarValue:
+    """Return the value PyYAML's safe loader makes of a scalar with a standard tag.
+
+    Only the plain data types (null, bool, int, float, str, binary, timestamp) are built, by
+    the safe loader's own constructors, so ``0x10``, ``yes`` or ``1:30`` mean what they mean
+    to ESPHome's loader.  Any other tag, or a value its tag cannot hold (``!!int abc``),
+    raises :class:`ValueError`.
+    """
+    if node.tag not in _SCALAR_TAGS:
+        raise ValueError(f"no plain constructor for {node.tag}")
+    constructor = _CONSTRUCTOR.yaml_constructors[node.tag]
+    try:
+        value: object = constructor(_CONSTRUCTOR, yaml.ScalarNode(node.tag, node.value))
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError) as err:
+        raise ValueError(f"{node.value!r} is not a valid {node.tag}") from err
+    if value is None or isinstance(value, (str, int, float, bytes, dt.date)):
+        return value
+    raise ValueError(f"{node.tag} made a {type(value).__name__}")  # pragma: no cover
 
 
 def mapping_subset(text: str, keys: Collection[str]) -> str:
