@@ -14,9 +14,8 @@ import pytest
 
 from custom_components.esphome_remote_build import store as store_module
 from custom_components.esphome_remote_build.const import DEFAULT_KEEP_LAST
-
-# The error a bad job id raises, wherever the store takes it from.
-from custom_components.esphome_remote_build.store import BuildStore, InvalidJobIdError
+from custom_components.esphome_remote_build.peerlink import InvalidJobIdError
+from custom_components.esphome_remote_build.store import BuildStore
 from custom_components.esphome_remote_build.store_errors import (
     CorruptBuildError,
     ForeignBuildError,
