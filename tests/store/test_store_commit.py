@@ -559,3 +559,19 @@ async def test_a_build_published_during_the_fetch_stands(
     assert build.created_at == winner.created_at
     assert calls == []  # nothing was unpacked over it
     assert published(root) == {"job-1"}
+
+
+async def test_two_first_writes_prepare_the_root_once(
+    store: BuildStore, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepared: list[Path] = []
+    real = store._prepare_blocking
+
+    def count() -> None:
+        prepared.append(root)
+        real()
+
+    monkeypatch.setattr(store, "_prepare_blocking", count)
+    assert await asyncio.gather(store.async_delete("a"), store.async_delete("b")) == [False, False]
+    assert len(prepared) == 1
+    assert published(root) == set()
