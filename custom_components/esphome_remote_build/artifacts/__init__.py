@@ -4,14 +4,17 @@
   its flashable images to disk;
 * :func:`write_config_bundle` packs a device configuration in ESPHome's bundle format
   (docs/protocol.md §5.5a) for ``submit_job``.
+* :func:`read_device_config` / :func:`list_device_configs` read a device YAML's node name,
+  OTA password, API key and a fingerprint of its files, without ESPHome.
 
-Both block (they read and write files): call them in an executor, or use
+All of them block (they read and write files): call them in an executor, or use
 :func:`async_read_image_set`.
 """
 
 from __future__ import annotations
 
 from .bundle import write_config_bundle
+from .device_config import DeviceConfig, list_device_configs, read_device_config
 from .errors import (
     ArtifactsError,
     ArtifactsMismatchError,
@@ -30,12 +33,15 @@ __all__ = [
     "BuildInfo",
     "BundleError",
     "BundleInfo",
+    "DeviceConfig",
     "Image",
     "ImageSet",
     "InvalidArtifactsError",
     "TarLimits",
     "UnsafeTarballError",
     "async_read_image_set",
+    "list_device_configs",
+    "read_device_config",
     "read_image_set",
     "write_config_bundle",
 ]

@@ -114,7 +114,7 @@ _RESOLVER: Final = ".resolver"  # a dot is never part of a substitution name
 _MAX_INCLUDE_CHAIN: Final = 20  # ESPHome's packages MAX_INCLUDE_DEPTH
 _MAX_MERGE_CHAIN: Final = 10  # ESPHome's _MAX_MERGE_INCLUDE_DEPTH
 _MAX_LOAD_DEPTH: Final = 40
-_MAX_STEPS: Final = 2_000_000
+_MAX_STEPS: Final = 1_000_000
 _MAX_LITERAL_EVAL: Final = 4096
 _CHUNK: Final = 64 * 1024
 
@@ -637,14 +637,15 @@ class _Reader:
 
     def read(self, yaml_name: str) -> _Facts:
         loaded = self.load_file(yaml_name)
-        if isinstance(loaded, _Ctx) and loaded.vars:
-            self.doubt(f"{yaml_name} is an !include with vars")
         config = _unwrap(loaded)
         if not isinstance(config, _Map):
             self.doubt(f"{yaml_name} is not a mapping")
             return _extract(UNKNOWN, doubtful=True)
         self._packages_pass(config)
-        substituted = self._substitution_pass(config)
+        # A top-level `!include {file, vars}`: its vars count from the substitution pass on.
+        substituted = self._substitution_pass(
+            config, loaded.vars if isinstance(loaded, _Ctx) else None
+        )
         merged = self._merge_packages(substituted)
         return _extract(merged, doubtful=bool(self.doubts))
 
@@ -1048,7 +1049,7 @@ class _Reader:
             return self.doubt("a package that cannot be determined")
         return self.doubt("packages nest too deeply")
 
-    def _substitution_pass(self, config: _Map) -> Value:
+    def _substitution_pass(self, config: _Map, top_vars: _Map | None) -> Value:
         """ESPHome's ``do_substitution_pass``."""
         block = self._substitutions_block(config.pop("substitutions", _Map())) or _Map()
         variables = _Map()
@@ -1062,7 +1063,8 @@ class _Reader:
             else:
                 renamed.append((name, value))
         variables.update(renamed)  # ESPHome re-adds the renamed keys at the end
-        return self.substitute(config, self.push(variables, ChainMap()), strict=False)
+        item: Value = _Ctx(top_vars, config) if top_vars else config
+        return self.substitute(item, self.push(variables, ChainMap()), strict=False)
 
     def _merge_packages(self, config: Value) -> Value:
         """ESPHome's ``merge_packages``: packages under the configuration, by priority."""
