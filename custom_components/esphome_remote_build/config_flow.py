@@ -371,7 +371,9 @@ class RemoteBuildConfigFlow(ConfigFlow, domain=DOMAIN):
         info = self._server()
         data = {CONF_HOST: self._host, CONF_PORT: self._port, CONF_PIN: info.pin_sha256}
         if self.source == SOURCE_REAUTH:
-            return self.async_update_reload_and_abort(self._get_reauth_entry(), data_updates=data)
+            return self.async_update_reload_and_abort(
+                self._get_reauth_entry(), data_updates=data, reason="reauth_successful"
+            )
         return self.async_create_entry(
             title=self._unique_title(info.friendly_name or self._host), data=data
         )
@@ -412,7 +414,9 @@ class RemoteBuildConfigFlow(ConfigFlow, domain=DOMAIN):
                 await self.async_set_unique_id(self._server().pin_sha256, raise_on_progress=False)
                 self._abort_if_unique_id_mismatch(reason="pin_mismatch")
                 return self.async_update_reload_and_abort(
-                    entry, data_updates={CONF_HOST: host, CONF_PORT: port}
+                    entry,
+                    data_updates={CONF_HOST: host, CONF_PORT: port},
+                    reason="reconfigure_successful",
                 )
             errors["base"] = error
         return self.async_show_form(

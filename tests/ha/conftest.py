@@ -68,12 +68,6 @@ def assert_translated(err: HomeAssistantError) -> str:
     return message
 
 
-# Success aborts Home Assistant's helpers name (async_update_reload_and_abort): HA core's
-# integrations translate them through common strings; ours has no text for them (see
-# test_translations.test_success_aborts_are_translated).
-UNTRANSLATED_ABORTS = frozenset({"reauth_successful", "reconfigure_successful"})
-
-
 def assert_flow_result_translated(flow: FlowHandler, result: Mapping[str, Any]) -> None:
     """Every step, error, progress text and abort a flow shows has its text, filled in."""
     section = STRINGS["options" if flow.handler != DOMAIN else "config"]
@@ -87,7 +81,7 @@ def assert_flow_result_translated(flow: FlowHandler, result: Mapping[str, Any]) 
             assert error in section["error"], error
     elif kind is FlowResultType.SHOW_PROGRESS:
         render(section["progress"][result["progress_action"]], placeholders)
-    elif kind is FlowResultType.ABORT and result["reason"] not in UNTRANSLATED_ABORTS:
+    elif kind is FlowResultType.ABORT:
         assert result["reason"] in section["abort"], result["reason"]
         render(section["abort"][result["reason"]], placeholders)
 

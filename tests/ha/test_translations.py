@@ -72,7 +72,6 @@ from tests.support.receiver_double import (
 from .conftest import (
     PACKAGE,
     STRINGS,
-    UNTRANSLATED_ABORTS,
     StoreBuild,
     assert_translated,
     call_service,
@@ -163,11 +162,7 @@ def library_keys() -> set[str]:
 
 
 # Library errors whose key has no message (product bugs, see the commit that added each).
-KNOWN_UNTRANSLATED = {
-    "InvalidPairingKeyError": "product bug since 7233c95: peerlink.InvalidPairingKeyError has "
-    "key invalid_pairing_key, which strings.json has as a config flow error only, not under "
-    "exceptions",
-}
+KNOWN_UNTRANSLATED: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(
@@ -582,6 +577,23 @@ async def _reauth_other_key(hass: HomeAssistant, rd: ReceiverDouble, *_: Any) ->
     return await hass.config_entries.flow.async_configure(result["flow_id"], {})
 
 
+async def _reauth_succeeds(hass: HomeAssistant, rd: ReceiverDouble, identity: Identity) -> Any:
+    entry = make_entry(rd)
+    entry.add_to_hass(hass)
+    rd.add_peer(identity.dashboard_id, identity.pin_sha256)
+    result = await entry.start_reauth_flow(hass)
+    return await pair(hass, await hass.config_entries.flow.async_configure(result["flow_id"], {}))
+
+
+async def _reconfigure_succeeds(hass: HomeAssistant, rd: ReceiverDouble, *_: Any) -> Any:
+    entry = make_entry(rd)
+    entry.add_to_hass(hass)
+    result = await entry.start_reconfigure_flow(hass)
+    return await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_HOST: rd.host, CONF_PORT: rd.port}
+    )
+
+
 async def _txt_without_pin(hass: HomeAssistant, rd: ReceiverDouble, *_: Any) -> FlowResult:
     return await start_zeroconf(hass, discovery(rd, pin_sha256=None))
 
@@ -604,6 +616,8 @@ FLOW_KEYS: dict[tuple[str, str], FlowScenario] = {
     ("abort", "pin_mismatch"): _reauth_other_key,
     ("abort", "pairing_rejected"): _rejected,
     ("abort", "approval_timeout"): _approval_times_out,
+    ("abort", "reauth_successful"): _reauth_succeeds,
+    ("abort", "reconfigure_successful"): _reconfigure_succeeds,
 }
 
 # Config flow texts no flow can show (a product bug; see the report in the commit).
@@ -632,15 +646,6 @@ def test_every_flow_key_is_shown_somewhere() -> None:
     }
     assert defined - set(FLOW_KEYS) == UNREACHABLE_FLOW_KEYS
     assert set(FLOW_KEYS) <= defined
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: strings.json has no text for the success aborts Home Assistant's "
-    "helpers use (reauth_successful, reconfigure_successful); the UI shows the bare key",
-)
-def test_success_aborts_are_translated() -> None:
-    assert set(UNTRANSLATED_ABORTS) <= set(STRINGS["config"]["abort"])
 
 
 # --- repair issues -----------------------------------------------------------------------------
