@@ -924,7 +924,9 @@ class _Reader:
         segments.append(value[position:])
         if segments[-1]:
             nodes.append(segments[-1])
-        if any(marker in text for text in segments for marker in ("#", "<%", "${", "\n", "\r")):
+        if segments[0].lstrip().startswith("#") or any(
+            marker in text for text in segments for marker in ("##", "{#", "<%", "${", "\n", "\r")
+        ):
             return UNKNOWN  # Jinja would read more into the text around the references
         if undefined:
             return self._undefined("a Jinja reference", strict) or value
