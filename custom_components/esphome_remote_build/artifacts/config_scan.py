@@ -117,12 +117,14 @@ class ConfigScan:
     """Everything a bundle needs.
 
     ``files`` starts with the configuration and lists every file in discovery order, the
-    secrets files included; ``secrets`` maps each secrets file to its filtered content.
+    secrets files included; ``secrets`` maps each secrets file to its filtered content;
+    ``yaml_files`` names the files that were read as YAML (the secrets files among them).
     """
 
     root: Path
     files: list[SourceFile]
     secrets: dict[str, bytes]
+    yaml_files: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -223,6 +225,7 @@ class _Scanner:
                 arc: mapping_subset(secrets.text, secrets.used).encode()
                 for arc, secrets in self._secrets.items()
             },
+            yaml_files=frozenset(self._yaml),
         )
 
     def load_yaml(self, arc: str, real: Path) -> list[_Target]:
