@@ -311,6 +311,14 @@ NAME_CASES = [
         "from-b",
     ),
     Case(
+        "include-without-a-yaml-suffix",
+        {
+            **dev("packages:\n  p: !include pkg.txt\n"),
+            "pkg.txt": "esphome:\n  name: from-txt\n",
+        },
+        "from-txt",
+    ),
+    Case(
         "packages-from-a-file",
         dev(
             "packages: !include pkgs/all.yaml\n",
@@ -708,6 +716,7 @@ def test_fixture_devices(folder: Path) -> None:
         )
         for config in configs
     } == FIXTURE_DEVICES[folder]
+    assert list_device_configs(folder) == configs  # a second read compares equal
 
 
 def test_the_files_of_a_fixture_device() -> None:

@@ -163,7 +163,7 @@ def read_device_config(
                 source.arcname, scan.secrets[source.arcname], secrets_salt
             )
             continue
-        digest, text = _read_source(source)
+        digest, text = _read_source(source, keep_text=source.arcname in scan.yaml_files)
         files[source.arcname] = digest
         if text is not None:
             texts[source.arcname] = text
@@ -230,12 +230,10 @@ def _is_device_yaml_name(name: str) -> bool:
 # --- files and digests ------------------------------------------------------------------
 
 
-def _read_source(source: SourceFile) -> tuple[str, str | None]:
-    """Hash the file the scan checked (and no other); return the text of a YAML file too."""
+def _read_source(source: SourceFile, *, keep_text: bool) -> tuple[str, str | None]:
+    """Hash the file the scan checked (and no other); with ``keep_text`` return its text."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    keep = PurePosixPath(source.arcname).suffix in _YAML_SUFFIXES and (
-        source.size <= MAX_YAML_BYTES
-    )
+    keep = keep_text and source.size <= MAX_YAML_BYTES
     digest = hashlib.sha256()
     kept = bytearray()
     try:
