@@ -370,6 +370,7 @@ NAME_CASES = [
         "north-x",
     ),
     Case("number-as-name", dev("esphome:\n  name: 0x10\n")),
+    Case("jinja-constant", dev("substitutions: {none: x}\nesphome:\n  name: ${ none }\n")),
     Case(
         "var-left-undefined",
         dev(
@@ -1017,6 +1018,26 @@ def test_list_device_configs_reads_each_device_and_skips_the_broken(
     assert skipped == {"broken.yaml", "no-secret.yaml", "sneaky.yaml"}
     assert "case-password" not in caplog.text
     assert list_device_configs(tmp_path / "missing") == []
+
+
+def test_list_device_configs_survives_an_unexpected_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = make_tree(tmp_path, {"a.yaml": "esphome:\n  name: ay\n", "b.yaml": "x: 1\n"})
+    real_read = device_config_module._read
+
+    def read_or_fail(config_dir: Path, yaml_name: str, salt: bytes) -> DeviceConfig:
+        if yaml_name == "b.yaml":
+            raise ValueError("a bug")
+        return real_read(config_dir, yaml_name, salt)
+
+    monkeypatch.setattr(device_config_module, "_read", read_or_fail)
+    with caplog.at_level(logging.ERROR):
+        configs = list_device_configs(root)
+
+    assert [config.name for config in configs] == ["ay"]
+    assert "b.yaml" in caplog.text
+    assert "a bug" in caplog.text
 
 
 # --- ESPHome as the oracle ------------------------------------------------------------------

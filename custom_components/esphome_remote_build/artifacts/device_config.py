@@ -90,10 +90,10 @@ _VALID_SUBSTITUTION_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
 )
 _JINJA_NAME: Final = re.compile(r"\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*", flags=re.ASCII)
-# Names the Jinja environment itself defines; a substitution may shadow them.
-_JINJA_OWN_NAMES: Final = frozenset(
-    {"true", "false", "none", "True", "False", "None", "math", "ord", "chr", "len"}
-    | {"range", "dict", "lipsum", "cycler", "joiner", "namespace"}
+# Jinja's constants, and the names its environment defines (a substitution shadows those).
+_JINJA_CONSTANTS: Final = frozenset({"true", "false", "none", "True", "False", "None"})
+_JINJA_GLOBALS: Final = frozenset(
+    {"math", "ord", "chr", "len", "range", "dict", "lipsum", "cycler", "joiner", "namespace"}
 )
 _INCLUDE_DIR_TAGS: Final = frozenset(
     {
@@ -154,6 +154,13 @@ def read_device_config(
     ``fingerprint`` may be shown to anyone who should not be able to test password guesses
     against them.
     """
+    try:
+        return _read(config_dir, yaml_name, secrets_salt)
+    except RecursionError as err:
+        raise BundleError(f"{yaml_name} nests too deeply to be read") from err
+
+
+def _read(config_dir: Path, yaml_name: str, secrets_salt: bytes) -> DeviceConfig:
     scan = scan_config(config_dir, yaml_name)
     files: dict[str, str] = {}
     texts: dict[str, str] = {}
@@ -169,10 +176,7 @@ def read_device_config(
             texts[source.arcname] = text
     roots = (PurePosixPath(posixpath.normpath(config_dir.absolute())), PurePosixPath(scan.root))
     reader = _Reader(texts, scan.secrets, roots)
-    try:
-        facts = reader.read(yaml_name)
-    except RecursionError as err:
-        raise BundleError(f"{yaml_name} nests too deeply to be read") from err
+    facts = reader.read(yaml_name)
     if reader.doubts:
         _LOGGER.debug("%s: not everything is known locally: %s", yaml_name, reader.doubts)
     name = facts.name
@@ -193,7 +197,8 @@ def list_device_configs(config_dir: Path, *, secrets_salt: bytes = b"") -> list[
     """Read every device YAML directly in ``config_dir``, sorted by file name (blocking).
 
     The files are those Home Assistant offers for building: ``*.yaml`` / ``*.yml``, not
-    hidden, not ``secrets``.  One that cannot be read is logged and left out.
+    hidden, not ``secrets``.  One that cannot be read is logged and left out, so that one
+    odd file never hides the others.
     """
     try:
         names = sorted(
@@ -210,6 +215,8 @@ def list_device_configs(config_dir: Path, *, secrets_salt: bytes = b"") -> list[
             configs.append(read_device_config(config_dir, name, secrets_salt=secrets_salt))
         except BundleError as err:
             _LOGGER.warning("Skipping device configuration %s: %s", name, err)
+        except Exception:  # a reader bug must not hide the other devices
+            _LOGGER.exception("Skipping device configuration %s: unexpected error", name)
     return configs
 
 
@@ -932,8 +939,10 @@ class _Reader:
 
     def _jinja_reference(self, path: str, context: _Vars) -> Value | _Missing:
         first, *members = path.split(".")
+        if first in _JINJA_CONSTANTS:
+            return UNKNOWN
         found = self._lookup(first, context)
-        if isinstance(found, _Missing) and first in _JINJA_OWN_NAMES:
+        if isinstance(found, _Missing) and first in _JINJA_GLOBALS:
             return UNKNOWN
         for member in members:
             if isinstance(found, _Missing):
