@@ -450,20 +450,74 @@ NAME_CASES = [
         "still-known",
         oracle=False,  # ESPHome refuses the whole file
     ),
+    # A remote package: the file's own name and substitutions outrank it; nothing else does.
     Case(
         "remote-package-shorthand",
         dev(
             "esphome:\n  name: local-name\n  friendly_name: Local\n"
             "packages:\n  remote: github://esphome/firmware/base.yaml@main\n"
         ),
+        "local-name",
+        friendly="Local",
         oracle=False,  # it would fetch the package
     ),
     Case(
         "remote-package-url",
         dev(
-            "substitutions: {n: local-name}\nesphome:\n  name: $n\n"
+            "substitutions: {n: local-name, f: Local}\n"
+            "esphome:\n  name: $n\n  friendly_name: ${f} Plug\n  name_add_mac_suffix: false\n"
             "packages:\n  remote:\n    url: https://github.com/example/pkgs\n    file: x.yaml\n"
         ),
+        "local-name",
+        friendly="Local Plug",
+        oracle=False,
+    ),
+    Case(
+        "remote-package-adopted-device",
+        dev(
+            "substitutions:\n  name: esphome-web-a1b2c3\n  friendly_name: Kitchen Plug\n"
+            "packages:\n  esphome.bluetooth-proxy: "
+            "github://esphome/bluetooth-proxies/esp32-generic/esp32-generic.yaml@main\n"
+            "esphome:\n  name: ${name}\n  name_add_mac_suffix: false\n"
+            "  friendly_name: ${friendly_name}\n"
+        ),
+        "esphome-web-a1b2c3",
+        friendly="Kitchen Plug",
+        oracle=False,
+    ),
+    Case(
+        "remote-package-sets-the-name",
+        dev(
+            "substitutions: {n: local}\n"
+            "packages:\n  remote: github://esphome/firmware/base.yaml@main\n"
+        ),
+        oracle=False,
+    ),
+    Case(
+        "remote-package-and-a-substitution-of-a-local-package",
+        dev(
+            "esphome:\n  name: ${n}\n"
+            "packages:\n  local: !include p.yaml\n"
+            "  remote: github://esphome/firmware/base.yaml@main\n",
+            p="substitutions: {n: from-local-package}\n",
+        ),
+        oracle=False,  # the remote package, declared later, may set n
+    ),
+    Case(
+        "remote-package-and-a-substitution-defined-remotely",
+        dev(
+            "substitutions: {n: '${base}-x'}\nesphome:\n  name: ${n}\n"
+            "packages:\n  remote: github://esphome/firmware/base.yaml@main\n"
+        ),
+        oracle=False,
+    ),
+    Case(
+        "remote-package-and-a-mac-suffix-it-may-set",
+        dev(
+            "esphome:\n  name: " + "a" * 26 + "\n"
+            "packages:\n  remote: github://esphome/firmware/base.yaml@main\n"
+        ),
+        "a" * 26,
         oracle=False,
     ),
 ]
@@ -618,7 +672,7 @@ def test_reads_what_esphome_would(tmp_path: Path, case: Case) -> None:
     assert config.api_encryption_key == case.api
 
 
-def test_remote_packages_leave_the_name_to_the_stem_but_keep_local_secrets(
+def test_remote_packages_keep_the_file_s_own_name_and_local_secrets(
     tmp_path: Path,
 ) -> None:
     case = Case(
@@ -633,7 +687,11 @@ def test_remote_packages_leave_the_name_to_the_stem_but_keep_local_secrets(
     )
     config = read_case(tmp_path, case)
 
-    assert (config.name, config.name_from_stem, config.friendly_name) == ("dev", True, None)
+    assert (config.name, config.name_from_stem, config.friendly_name) == (
+        "local-name",
+        False,
+        "Local",
+    )
     assert (config.ota_password, config.api_encryption_key) == ("root-ota-pw", KEY_A)
 
 

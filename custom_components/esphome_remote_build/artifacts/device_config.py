@@ -27,11 +27,14 @@ configuration reading that decides these values (ESPHome 2026.10: ``yaml_util``,
   ``${ name.member }``.  An undefined variable stays as written, as in ESPHome.
 
 What cannot be known here makes the name fall back to the file's stem (``name_from_stem``):
-a remote (git) package, a package or include whose file cannot be determined, an invalid
-``substitutions:`` block, and a name that is not a valid ESPHome name after substitution
-(for instance because it depends on ``!lambda``, ``!env_var``, an unknown tag or a Jinja
-expression beyond the simple forms).  The OTA password and API key are then still read from
-what is known locally (a value that cannot be determined is ``None``).
+a package or include whose file cannot be determined, an invalid ``substitutions:`` block,
+and a name that is not a valid ESPHome name after substitution (for instance because it
+depends on ``!lambda``, ``!env_var``, an unknown tag or a Jinja expression beyond the simple
+forms).  With a remote (git) package, whose content is the build server's to fetch, the
+name and friendly name count only when the file itself sets them from its own
+substitutions (a package ranks below the file, its substitutions below the file's); else
+the stem again.  The OTA password and API key are read from what is known locally (a value
+that cannot be determined is ``None``).
 
 The fingerprint is SHA-256 over the sorted ``(path, SHA-256 of the content)`` pairs of every
 file the scan found.  A secrets file counts only with the values of the secrets the device
@@ -46,6 +49,7 @@ import base64
 import binascii
 from collections import ChainMap, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+import dataclasses
 from dataclasses import dataclass, field
 import datetime as dt
 import hashlib
@@ -111,6 +115,7 @@ _VALUE_TAG: Final = "tag:yaml.org,2002:value"
 _SECRETS_NAMES: Final = frozenset({SECRETS_FILE, "secrets.yml"})
 _YAML_SUFFIXES: Final = frozenset({".yaml", ".yml"})
 _RESOLVER: Final = ".resolver"  # a dot is never part of a substitution name
+_REMOTE_PACKAGE: Final = "a remote package"
 _MAX_INCLUDE_CHAIN: Final = 20  # ESPHome's packages MAX_INCLUDE_DEPTH
 _MAX_MERGE_CHAIN: Final = 10  # ESPHome's _MAX_MERGE_INCLUDE_DEPTH
 _MAX_LOAD_DEPTH: Final = 40
@@ -646,13 +651,31 @@ class _Reader:
         if not isinstance(config, _Map):
             self.doubt(f"{yaml_name} is not a mapping")
             return _extract(UNKNOWN, doubtful=True)
-        self._packages_pass(config)
         # A top-level `!include {file, vars}`: its vars count from the substitution pass on.
-        substituted = self._substitution_pass(
-            config, loaded.vars if isinstance(loaded, _Ctx) else None
-        )
+        top_vars = loaded.vars if isinstance(loaded, _Ctx) else None
+        own_substitutions = config.get("substitutions", _Map())
+        if isinstance(own_substitutions, _Map):
+            own_substitutions = _Map(own_substitutions.items())  # the passes rewrite it
+        own_esphome = config.get("esphome")
+        self._packages_pass(config)
+        substituted = self._substitution_pass(config, top_vars)
         merged = self._merge_packages(substituted)
-        return _extract(merged, doubtful=bool(self.doubts))
+        facts = _extract(merged, doubtful=bool(self.doubts))
+        if self.doubts and all(reason == _REMOTE_PACKAGE for reason in self.doubts):
+            # Remote packages rank below the file itself, and so do their substitutions:
+            # a name the file sets from its own substitutions is the name.
+            esphome = self._substitute_own(own_substitutions, own_esphome, top_vars)
+            name, friendly, mac_suffix = _name_facts(esphome)
+            facts = dataclasses.replace(
+                facts, name=name, friendly_name=friendly, name_add_mac_suffix=mac_suffix
+            )
+        return facts
+
+    def _substitute_own(self, substitutions: Value, esphome: Value, top_vars: _Map | None) -> Value:
+        """Substitute the file's ``esphome:`` with its own substitutions only."""
+        block = self._substitutions_block(substitutions) or _Map()
+        item: Value = _Ctx(top_vars, esphome) if top_vars else esphome
+        return self.substitute(item, self.push(self._variables(block), ChainMap()), strict=False)
 
     def load_file(self, arc: str) -> Value:
         """ESPHome's ``_load_yaml_internal``: one file, a top-level ``!include`` followed."""
@@ -1051,7 +1074,7 @@ class _Reader:
                 package = inner
                 continue
             if isinstance(inner, (str, _Literal)) or (isinstance(inner, _Map) and "url" in inner):
-                self.doubt("a remote package")
+                self.doubt(_REMOTE_PACKAGE)
                 return REMOTE
             if isinstance(inner, _Map):
                 return package
@@ -1061,6 +1084,11 @@ class _Reader:
     def _substitution_pass(self, config: _Map, top_vars: _Map | None) -> Value:
         """ESPHome's ``do_substitution_pass``."""
         block = self._substitutions_block(config.pop("substitutions", _Map())) or _Map()
+        item: Value = _Ctx(top_vars, config) if top_vars else config
+        return self.substitute(item, self.push(self._variables(block), ChainMap()), strict=False)
+
+    def _variables(self, block: _Map) -> _Map:
+        """Check the substitution names and drop a leading ``$``, as ESPHome does."""
         variables = _Map()
         renamed: list[tuple[str, Value]] = []
         for key, value in block.items():
@@ -1072,8 +1100,7 @@ class _Reader:
             else:
                 renamed.append((name, value))
         variables.update(renamed)  # ESPHome re-adds the renamed keys at the end
-        item: Value = _Ctx(top_vars, config) if top_vars else config
-        return self.substitute(item, self.push(variables, ChainMap()), strict=False)
+        return variables
 
     def _merge_packages(self, config: Value) -> Value:
         """ESPHome's ``merge_packages``: packages under the configuration, by priority."""
@@ -1190,8 +1217,8 @@ def _string(value: Value) -> str | None:
     return None
 
 
-def _extract(config: Value, *, doubtful: bool) -> _Facts:
-    esphome = _get(config, "esphome")
+def _name_facts(esphome: Value) -> tuple[str | None, str | None, bool]:
+    """Return the valid node name, the friendly name and ``name_add_mac_suffix``."""
     mac_suffix = _boolean(_get(esphome, "name_add_mac_suffix")) or False
     name = _get(esphome, "name")
     limit = MAX_NAME_LENGTH - (MAC_SUFFIX_LENGTH if mac_suffix else 0)
@@ -1205,9 +1232,14 @@ def _extract(config: Value, *, doubtful: bool) -> _Facts:
         friendly = friendly.replace("/", "\u2044")  # ESPHome's replacement (until 2027.7)
         if len(friendly.encode()) > MAX_FRIENDLY_NAME_BYTES:
             friendly = None
+    return (name if valid_name and isinstance(name, str) else None), friendly or None, mac_suffix
+
+
+def _extract(config: Value, *, doubtful: bool) -> _Facts:
+    name, friendly, mac_suffix = _name_facts(_get(config, "esphome"))
     return _Facts(
-        name=name if valid_name and isinstance(name, str) and not doubtful else None,
-        friendly_name=(friendly or None) if not doubtful else None,
+        name=name if not doubtful else None,
+        friendly_name=friendly if not doubtful else None,
         ota_password=_ota_password(_get(config, "ota")),
         api_encryption_key=_api_key(_get(config, "api")),
         name_add_mac_suffix=mac_suffix,
