@@ -15,7 +15,7 @@ from .link import RemoteBuildConfigEntry, RemoteBuildData, RemoteBuildLink, asyn
 from .services import async_setup_services
 from .store import BuildStore
 
-PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR]
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.UPDATE]
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 

@@ -44,6 +44,9 @@ class FlashStatus(StrEnum):
     UPLOADING = "uploading"
     COMPLETED = "completed"
     FAILED = "failed"
+    VERIFYING = "verifying"
+    VERIFIED = "verified"
+    NOT_VERIFIED = "not_verified"
 
 
 # Home Assistant's ``esphome`` integration keeps a device's address and API encryption key
@@ -52,6 +55,7 @@ class FlashStatus(StrEnum):
 # integration does not require.
 ESPHOME_DOMAIN: Final = "esphome"
 ESPHOME_CONF_NOISE_PSK: Final = "noise_psk"
+ESPHOME_CONF_DEVICE_NAME: Final = "device_name"
 
 # How long the config flow waits for the server's admin to approve us.
 APPROVAL_TIMEOUT: Final = 300.0

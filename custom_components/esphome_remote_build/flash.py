@@ -10,7 +10,7 @@ last-job sensor, and translates the client's failures.  Passwords and keys stay 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 import logging
@@ -23,8 +23,9 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.util.hass_dict import HassKey
 
 from .artifacts import Image
-from .const import DOMAIN, ESPHOME_CONF_NOISE_PSK, ESPHOME_DOMAIN, EVENT_FLASH, FlashStatus
+from .const import DOMAIN, ESPHOME_DOMAIN, EVENT_FLASH, FlashStatus
 from .errors import service_error, translate
+from .esphome_devices import EsphomeDevice, device_of_entry
 from .link import FlashProgress, RemoteBuildLink
 from .ota import (
     OTAError,
@@ -35,6 +36,7 @@ from .ota import (
     default_ota_port,
 )
 from .stored_build import StoredBuild
+from .verify import Outcome, Verification, async_verify_device
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ class FlashTarget:
     port: int | None
     password: str | None = field(repr=False)
     noise_psk: bytes | None = field(repr=False)
+    #: The ``esphome`` entry of a device chosen by ``device_id``: it can verify the flash.
+    esphome_entry_id: str | None = None
 
 
 def resolve_target(hass: HomeAssistant, data: Mapping[str, Any]) -> FlashTarget:
@@ -82,10 +86,12 @@ def resolve_target(hass: HomeAssistant, data: Mapping[str, Any]) -> FlashTarget:
     """
     host: str | None = data.get(CONF_HOST) or None
     device_id: str | None = data.get(ATTR_DEVICE_ID) or None
+    device: EsphomeDevice | None = None
     if host is not None and device_id is None:
         device_key = None
     elif device_id is not None and host is None:
-        host, device_key = _esphome_device(hass, device_id)
+        device = esphome_device_by_id(hass, device_id)
+        host, device_key = device.host, device.noise_psk
     else:
         raise service_error("flash_target", validation=True)
     key: str | None = data.get(ATTR_ENCRYPTION_KEY) or device_key
@@ -93,20 +99,28 @@ def resolve_target(hass: HomeAssistant, data: Mapping[str, Any]) -> FlashTarget:
         psk = None if key is None else decode_noise_psk(key)
     except OTAInvalidKeyError as err:
         raise translate(err) from None
-    return FlashTarget(host, data.get(CONF_PORT), data.get(CONF_PASSWORD) or None, psk)
+    return FlashTarget(
+        host,
+        data.get(CONF_PORT),
+        data.get(CONF_PASSWORD) or None,
+        psk,
+        device.entry_id if device is not None else None,
+    )
 
 
-def _esphome_device(hass: HomeAssistant, device_id: str) -> tuple[str, str | None]:
-    """Return the address and encryption key the ``esphome`` integration knows a device by."""
-    device = dr.async_get(hass).async_get(device_id)
-    if device is None:
+def esphome_device_by_id(hass: HomeAssistant, device_id: str) -> EsphomeDevice:
+    """Return the ``esphome`` integration's device behind a device registry id."""
+    registered = dr.async_get(hass).async_get(device_id)
+    if registered is None:
         raise service_error("device_not_found", validation=True, device_id=device_id)
-    for entry_id in device.config_entries:
-        entry = hass.config_entries.async_get_entry(entry_id)
-        if entry is not None and entry.domain == ESPHOME_DOMAIN:
-            return entry.data[CONF_HOST], entry.data.get(ESPHOME_CONF_NOISE_PSK) or None
+    # A device belongs to one config entry; child devices name theirs too.
+    entry = hass.config_entries.async_get_entry(registered.config_entry_id)
+    if entry is not None and entry.domain == ESPHOME_DOMAIN and CONF_HOST in entry.data:
+        return device_of_entry(hass, entry)
     raise service_error(
-        "not_esphome_device", validation=True, device=device.name_by_user or device.name or ""
+        "not_esphome_device",
+        validation=True,
+        device=registered.name_by_user or registered.name or "",
     )
 
 
@@ -136,8 +150,16 @@ def _port(target: FlashTarget, stored: StoredBuild) -> int:
 class _Reporter:
     """Fires the flash events and mirrors them on the build server's last-job sensor."""
 
-    def __init__(self, hass: HomeAssistant, stored: StoredBuild, host: str, port: int) -> None:
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        stored: StoredBuild,
+        host: str,
+        port: int,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
         self._hass = hass
+        self._on_progress = on_progress
         self._job_id = stored.job_id
         self._host = host
         self._port = port
@@ -162,6 +184,8 @@ class _Reporter:
         )
         if self._link is not None:
             self._link.async_set_flash(FlashProgress(self._job_id, self._progress, status))
+        if self._on_progress is not None:
+            self._on_progress(self._progress)
 
     @callback
     def on_progress(self, sent: int, total: int) -> None:
@@ -181,9 +205,21 @@ def _link_of(hass: HomeAssistant, server_pin: str) -> RemoteBuildLink | None:
 
 
 async def async_flash_build(
-    hass: HomeAssistant, stored: StoredBuild, target: FlashTarget, kind: ImageKind
+    hass: HomeAssistant,
+    stored: StoredBuild,
+    target: FlashTarget,
+    kind: ImageKind,
+    *,
+    verify: bool = False,
+    node_name: str | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Flash one image of a stored build onto one device and return the action's response."""
+    """Flash one image of a stored build onto one device and return the action's response.
+
+    With ``verify`` it then waits for the device to prove it runs the build (see
+    ``verify.py``) and raises a translated error when it comes back with other firmware
+    or not at all.
+    """
     image, ota_type = select_image(stored, kind)
     port = _port(target, stored)
     device = f"{target.host.lower()}:{port}"
@@ -192,7 +228,7 @@ async def async_flash_build(
         raise service_error("flash_in_progress", host=target.host, port=str(port))
     flashing.add(device)
     try:
-        reporter = _Reporter(hass, stored, target.host, port)
+        reporter = _Reporter(hass, stored, target.host, port, on_progress)
         reporter.report(FlashStatus.STARTED, 0)
         _LOGGER.info(
             "Flashing %s of build %s to %s port %s", image.name, stored.job_id, target.host, port
@@ -215,15 +251,47 @@ async def async_flash_build(
                 ) from err
             raise
         reporter.report(FlashStatus.COMPLETED, 100)
+        response: dict[str, Any] = {
+            "job_id": stored.job_id,
+            "host": target.host,
+            "port": port,
+            "image": image.name,
+            "bytes_sent": result.bytes_sent,
+            "duration": round(result.duration, 3),
+            "compressed": result.compressed,
+            "encrypted": result.encrypted,
+            "verified": False,
+        }
+        if verify and ota_type is OTAType.APPLICATION:
+            reporter.report(FlashStatus.VERIFYING, 100)
+            verification = await async_verify_device(
+                hass, target.esphome_entry_id, node_name or stored.device_name, stored.build_info
+            )
+            reporter.report(
+                FlashStatus.VERIFIED if verification.verified else FlashStatus.NOT_VERIFIED, 100
+            )
+            _raise_unless_verified(verification, stored, target)
+            response |= {
+                "verified": verification.verified,
+                "verification": verification.outcome.value,
+                "evidence": verification.evidence,
+            }
     finally:
         flashing.discard(device)
-    return {
-        "job_id": stored.job_id,
-        "host": target.host,
-        "port": port,
-        "image": image.name,
-        "bytes_sent": result.bytes_sent,
-        "duration": round(result.duration, 3),
-        "compressed": result.compressed,
-        "encrypted": result.encrypted,
-    }
+    return response
+
+
+def _raise_unless_verified(
+    verification: Verification, stored: StoredBuild, target: FlashTarget
+) -> None:
+    """Raise when the device came back with other firmware, or not at all: say which."""
+    if verification.outcome is Outcome.OTHER_FIRMWARE:
+        raise service_error(
+            "not_verified_other_firmware",
+            job_id=stored.job_id,
+            host=target.host,
+            esphome_version=verification.evidence.get("esphome_version", ""),
+            compilation_time=verification.evidence.get("compilation_time", ""),
+        )
+    if verification.outcome is Outcome.NOT_BACK:
+        raise service_error("not_verified_not_back", job_id=stored.job_id, host=target.host)

@@ -29,8 +29,10 @@ from homeassistant.util.hass_dict import HassKey
 
 from .artifacts import write_config_bundle
 from .const import (
+    CONF_KEEP_LAST,
     CONF_PIN,
     CONNECT_WAIT,
+    DEFAULT_KEEP_LAST,
     DOMAIN,
     DOWNLOAD_GAP_TIMEOUT,
     DOWNLOAD_TIMEOUT,
@@ -153,12 +155,18 @@ class RemoteBuildLink:
         self.last_job: JobStateChanged | None = None
         self.flash: FlashProgress | None = None
         self._configurations: dict[str, str] = {}
+        self._in_flight: set[str] = set()
         self._output: dict[str, deque[str]] = {}
         self._listeners: list[Callable[[], None]] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._unavailable_logged = False
 
     # --- what the server is doing -------------------------------------------------------
+
+    @property
+    def title(self) -> str:
+        """The server's name as the user knows it (the entry's title)."""
+        return self._entry.title
 
     @property
     def server_pin(self) -> str:
@@ -195,6 +203,17 @@ class RemoteBuildLink:
     def server_info(self) -> ServerInfo | None:
         """What the server said about itself when the session opened."""
         return self._client.server_info
+
+    @property
+    def load(self) -> int:
+        """How busy the server is for one more build: its queue, plus ours not yet ended.
+
+        Our own submissions count until their end arrives: a queue report can lag a
+        submit, and two builds started at once should not both pick the same server.
+        """
+        queue = self._client.queue
+        server = queue.queue_depth + int(queue.running) if queue is not None else 0
+        return max(server, len(self._in_flight))
 
     def recent_jobs(self) -> list[JobStateChanged]:
         """Return the latest known state of our recent jobs, oldest first."""
@@ -276,6 +295,8 @@ class RemoteBuildLink:
         except BaseException:
             del self._configurations[job_id]
             raise
+        if (status := self.job_status(job_id)) is None or not status.is_terminal:
+            self._in_flight.add(job_id)
         return job_id
 
     async def async_wait_for_job(self, job_id: str, timeout: float) -> JobStateChanged:
@@ -288,13 +309,20 @@ class RemoteBuildLink:
         await self._client.cancel_job(job_id)
 
     async def async_download(self, job_id: str) -> StoredBuild:
-        """Return the stored build of one of this server's jobs, downloading it if needed."""
-        return await self.store.async_download(
+        """Return the stored build of one of this server's jobs, downloading it if needed.
+
+        Then the entry's retention applies to that device's builds.
+        """
+        stored = await self.store.async_download(
             job_id,
             server_pin=self.server_pin,
             configuration=self.configuration_of(job_id) or "",
             fetch=partial(self._async_fetch, job_id),
         )
+        await self.store.async_keep_last(
+            self._entry.options.get(CONF_KEEP_LAST, DEFAULT_KEEP_LAST), stored.device_name
+        )
+        return stored
 
     async def _async_fetch(self, job_id: str, dest: Path) -> DownloadResult:
         await self.async_wait_connected()
@@ -386,6 +414,8 @@ class RemoteBuildLink:
 
     def _on_job(self, event: JobStateChanged) -> None:
         self.last_job = event
+        if event.status.is_terminal:
+            self._in_flight.discard(event.job_id)
         self._hass.bus.async_fire(
             EVENT_JOB,
             {

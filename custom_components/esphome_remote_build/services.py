@@ -9,6 +9,7 @@ network failed) — responses only ever carry results.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -26,14 +27,13 @@ import probatio
 from .configurations import check_configuration, configuration_dir
 from .const import (
     BUILD_WAIT_TIMEOUT,
-    CONF_KEEP_LAST,
     DATA_STORE,
-    DEFAULT_KEEP_LAST,
     DOMAIN,
     KEEP_LAST_MAX,
     KEEP_LAST_MIN,
 )
 from .errors import service_error, translated_errors
+from .esphome_devices import esphome_device
 from .flash import (
     ATTR_ENCRYPTION_KEY,
     FlashTarget,
@@ -41,6 +41,7 @@ from .flash import (
     async_flash_build,
     resolve_target,
 )
+from .fleet import async_get_fleet
 from .link import RemoteBuildConfigEntry
 from .peerlink import JobStatus, is_valid_job_id
 from .stored_build import StoredBuild
@@ -58,6 +59,7 @@ ATTR_KEEP_LAST = "keep_last"
 ATTR_DEVICE_NAME = "device_name"
 ATTR_FLASH = "flash"
 ATTR_IMAGE = "image"
+ATTR_VERIFY = "verify"
 
 # A refused value is quoted in the message; a pasted novel is not.
 _QUOTE_MAX = 64
@@ -83,6 +85,7 @@ SUBMIT_BUILD_SCHEMA = probatio.Schema(
 FLASH_SCHEMA = probatio.Schema(
     {
         probatio.Required(ATTR_JOB_ID): cv.string,
+        probatio.Optional(ATTR_VERIFY): cv.boolean,
         probatio.Optional(ATTR_IMAGE, default=ImageKind.APPLICATION): probatio.Coerce(ImageKind),
         **FLASH_TARGET_FIELDS,
     }
@@ -130,14 +133,9 @@ def _loaded_entry(hass: HomeAssistant, call: ServiceCall) -> RemoteBuildConfigEn
 
 
 async def async_download_build(entry: RemoteBuildConfigEntry, job_id: str) -> StoredBuild:
-    """Download (or find) a build, then apply the entry's retention to its device."""
-    link = entry.runtime_data.link
+    """Download (or find) a build of one server's job."""
     with translated_errors(job_id=job_id, server=entry.title):
-        stored = await link.async_download(job_id)
-        await link.store.async_keep_last(
-            entry.options.get(CONF_KEEP_LAST, DEFAULT_KEEP_LAST), stored.device_name
-        )
-    return stored
+        return await entry.runtime_data.link.async_download(job_id)
 
 
 async def _async_submit_build(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
@@ -212,12 +210,28 @@ async def _async_delete_artifacts(hass: HomeAssistant, call: ServiceCall) -> Ser
 async def _async_flash(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
     job_id = checked_job_id(call.data[ATTR_JOB_ID])
     target = resolve_target(hass, call.data)
+    node_name: str | None = None
+    if target.esphome_entry_id is not None:
+        # A device of the esphome integration: its YAML knows the OTA password.
+        fleet = await async_get_fleet(hass)
+        if (device := esphome_device(hass, target.esphome_entry_id)) is not None:
+            node_name = device.name
+            config = fleet.config_for(device)
+            if config is not None:
+                target = replace(
+                    target,
+                    password=target.password or config.ota_password,
+                    port=target.port or config.ota_port,
+                )
     with translated_errors(job_id=job_id):
         # Rehash the images: whatever sat on disk since the download must still be the build.
         stored = await hass.data[DATA_STORE].async_verify(job_id)
     if stored is None:
         raise service_error("build_not_found", validation=True, job_id=job_id)
-    return await async_flash_build(hass, stored, target, call.data[ATTR_IMAGE])
+    verify: bool = call.data.get(ATTR_VERIFY, target.esphome_entry_id is not None)
+    return await async_flash_build(
+        hass, stored, target, call.data[ATTR_IMAGE], verify=verify, node_name=node_name
+    )
 
 
 def async_setup_services(hass: HomeAssistant) -> None:

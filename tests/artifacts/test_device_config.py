@@ -1173,3 +1173,27 @@ def test_cases_agree_with_esphome(tmp_path: Path) -> None:
         assert not ours.name_from_stem, path
         assert _ours(ours) == expected, path
     assert compared >= 45
+
+
+@pytest.mark.parametrize(
+    ("ota", "port"),
+    [
+        pytest.param("ota:\n  - platform: esphome\n", None, id="default"),
+        pytest.param("ota:\n  - platform: esphome\n    port: 3300\n", 3300, id="list-form"),
+        pytest.param("ota:\n  - platform: esphome\n    port: '3301'\n", 3301, id="quoted"),
+        pytest.param("ota:\n  port: 8300\n", 8300, id="mapping-form"),
+        pytest.param("ota:\n  - platform: web_server\n    port: 80\n", None, id="other-platform"),
+        pytest.param(
+            "ota:\n  - platform: esphome\n    port: 3300\n  - platform: esphome\n    port: 3400\n",
+            None,
+            id="two-ports",
+        ),
+        pytest.param("ota:\n  - platform: esphome\n    port: 70000\n", None, id="out-of-range"),
+        pytest.param("ota:\n  - platform: esphome\n    port: ${p}\n", 3500, id="substituted"),
+    ],
+)
+def test_the_ota_port_the_yaml_sets(tmp_path: Path, ota: str, port: int | None) -> None:
+    (tmp_path / "dev.yaml").write_text(
+        "substitutions:\n  p: '3500'\nesphome:\n  name: dev\nesp32:\n  board: esp32dev\n" + ota
+    )
+    assert read_device_config(tmp_path, "dev.yaml").ota_port == port

@@ -153,6 +153,7 @@ async def test_flash_by_host(
         "bytes_sent": record.payload_size,
         "compressed": True,
         "encrypted": False,
+        "verified": False,  # a host target is not verified unless asked
     }
 
 

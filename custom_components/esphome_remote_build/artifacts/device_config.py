@@ -144,6 +144,8 @@ class DeviceConfig:
     files: Mapping[str, str] = field(hash=False)
     fingerprint: str
     name_add_mac_suffix: bool = False
+    #: ``ota: - platform: esphome  port:`` when the YAML sets one (else the platform's default).
+    ota_port: int | None = None
 
 
 def read_device_config(
@@ -195,6 +197,7 @@ def _read(config_dir: Path, yaml_name: str, secrets_salt: bytes) -> DeviceConfig
         files=MappingProxyType(files),
         fingerprint=_fingerprint(files),
         name_add_mac_suffix=facts.name_add_mac_suffix,
+        ota_port=facts.ota_port,
     )
 
 
@@ -423,6 +426,7 @@ class _Facts:
     ota_password: str | None
     api_encryption_key: str | None
     name_add_mac_suffix: bool
+    ota_port: int | None
 
 
 def _unwrap(value: Value) -> Value:
@@ -1243,16 +1247,39 @@ def _extract(config: Value, *, doubtful: bool) -> _Facts:
         ota_password=_ota_password(_get(config, "ota")),
         api_encryption_key=_api_key(_get(config, "api")),
         name_add_mac_suffix=mac_suffix,
+        ota_port=_ota_port(_get(config, "ota")),
     )
+
+
+def _esphome_ota_entries(ota: Value) -> list[Value]:
+    """Return the ``esphome`` OTA platform's entries (the old form is one mapping)."""
+    if isinstance(ota, _Map):  # the form before ESPHome 2024.6: one mapping, no platform
+        return [ota] if _get(ota, "platform") in (None, "esphome") else []
+    if isinstance(ota, _Seq):
+        return [entry for entry in ota if _get(entry, "platform") in ("esphome", UNKNOWN)]
+    return []
+
+
+def _ota_port(ota: Value) -> int | None:
+    """Return the port the ``esphome`` OTA platform listens on, if the YAML sets one."""
+    ports: list[int] = []
+    for entry in _esphome_ota_entries(ota):
+        port = _get(entry, "port")
+        if port is None:
+            continue
+        if isinstance(port, str) and port.isdecimal():
+            port = int(port)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            return None  # unknown, or a value ESPHome refuses
+        if port not in ports:
+            ports.append(port)
+    return ports[0] if len(ports) == 1 else None
 
 
 def _ota_password(ota: Value) -> str | None:
     """Return the ``esphome`` OTA platform's password (ESPHome merges its entries)."""
-    if isinstance(ota, _Map):  # the form before ESPHome 2024.6: one mapping, no platform
-        entries: list[Value] = [ota] if _get(ota, "platform") in (None, "esphome") else []
-    elif isinstance(ota, _Seq):
-        entries = [entry for entry in ota if _get(entry, "platform") in ("esphome", UNKNOWN)]
-    else:
+    entries = _esphome_ota_entries(ota)
+    if not entries:
         return None
     passwords: list[str] = []
     for entry in entries:
