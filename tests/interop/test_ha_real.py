@@ -74,7 +74,7 @@ async def test_pair_build_download_store(
     entry_id = await _pair_through_the_flow(hass, real_builder)
     entry = hass.config_entries.async_get_entry(entry_id)
     assert entry is not None
-    await entry.runtime_data.link.client.wait_connected(10)
+    await asyncio.wait_for(entry.runtime_data.link.async_wait_connected(), 10)
 
     response = await hass.services.async_call(
         DOMAIN,
@@ -135,7 +135,7 @@ async def test_cancel_build_and_job_events(
     entry_id = await _pair_through_the_flow(hass, real_builder)
     entry = hass.config_entries.async_get_entry(entry_id)
     assert entry is not None
-    await entry.runtime_data.link.client.wait_connected(10)
+    await asyncio.wait_for(entry.runtime_data.link.async_wait_connected(), 10)
     events: list[dict[str, object]] = []
     hass.bus.async_listen(f"{DOMAIN}_job", lambda event: events.append(dict(event.data)))
 
