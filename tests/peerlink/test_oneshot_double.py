@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import aiohttp
+from aiohttp import web
 import pytest
 
 from custom_components.esphome_remote_build.peerlink import (
@@ -12,6 +14,7 @@ from custom_components.esphome_remote_build.peerlink import (
     Identity,
     InvalidPairingKeyError,
     NoPairingWindowError,
+    NoPeerLinkError,
     PairingRejectedError,
     PairOutcome,
     PinMismatchError,
@@ -229,3 +232,44 @@ async def test_invalid_pairing_key_is_refused_locally(
             pairing_key=key,
         )
     assert rd.connection_count == 0
+
+
+def _answer(status: int, body: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(_request: web.Request) -> web.Response:
+        return web.Response(status=status, text=body)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        pytest.param(404, "Not Found", id="old-dashboard"),  # ESPHome's old Tornado dashboard
+        pytest.param(200, "<html>Device Builder</html>", id="a-dashboard-web-port"),
+    ],
+)
+async def test_an_http_server_without_the_peer_link_is_told_apart(
+    http: aiohttp.ClientSession, status: int, body: str
+) -> None:
+    """Something answers HTTP, but not the peer link: not "down", a server to replace."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", _answer(status, body))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        with pytest.raises(NoPeerLinkError) as info:
+            await preview(http, "127.0.0.1", port, Identity.generate())
+        assert info.value.key == "server_too_old"
+        assert isinstance(info.value, CannotConnectError)  # still "cannot reach a server"
+    finally:
+        await runner.cleanup()
+
+
+async def test_nothing_listening_is_not_mistaken_for_an_old_server(
+    http: aiohttp.ClientSession,
+) -> None:
+    with pytest.raises(CannotConnectError) as info:
+        await preview(http, "127.0.0.1", free_port(), Identity.generate())
+    assert not isinstance(info.value, NoPeerLinkError)

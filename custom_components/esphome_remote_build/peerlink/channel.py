@@ -16,7 +16,7 @@ import aiohttp
 from yarl import URL
 
 from . import frames
-from .errors import CannotConnectError, ProtocolError
+from .errors import CannotConnectError, NoPeerLinkError, ProtocolError
 from .frames import Intent, IntentResponseFrame
 from .identity import Identity
 from .noise import NoiseInitiator
@@ -116,6 +116,12 @@ async def open_channel(
             ),
             CONNECT_TIMEOUT,
         )
+    except aiohttp.WSServerHandshakeError as err:
+        # Something answered HTTP at that address, but not with the peer link: a Device
+        # Builder too old to have it, ESPHome's old dashboard, or the dashboard's own port.
+        raise NoPeerLinkError(
+            f"{host}:{port} answered HTTP {err.status}, not the peer link"
+        ) from err
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as err:
         raise CannotConnectError(f"cannot connect to {host}:{port}: {err}") from err
     noise = NoiseInitiator(identity.private_key, ephemeral_private_key=ephemeral_private_key)

@@ -234,3 +234,14 @@ class InvalidPairingKeyError(PeerLinkError):
     key = "invalid_pairing_key"
 
     reason = "invalid_pairing_key"
+
+
+class NoPeerLinkError(CannotConnectError):
+    """An HTTP server answered at the address, but it does not speak the peer link.
+
+    A Device Builder older than the peer link, ESPHome's old dashboard, or the dashboard's
+    web port instead of the build server's: retrying there cannot help, pointing the
+    client at a (newer) build server does.
+    """
+
+    key = "server_too_old"
