@@ -94,6 +94,11 @@ async def async_build_for(
     progress(None)
     with translated_errors(configuration=config.yaml_name, server=link.title):
         job_id = await link.async_submit(configuration_dir(hass), config.yaml_name)
+    return await async_finish_build(link, job_id, config.yaml_name)
+
+
+async def async_finish_build(link: RemoteBuildLink, job_id: str, configuration: str) -> StoredBuild:
+    """Wait for a submitted job to end, then store its build; a failure says why."""
     with translated_errors(job_id=job_id, server=link.title):
         try:
             final = await link.async_wait_for_job(job_id, BUILD_WAIT_TIMEOUT)
@@ -103,7 +108,7 @@ async def async_build_for(
         raise service_error(
             "build_failed" if final.status is JobStatus.FAILED else "build_cancelled",
             job_id=job_id,
-            configuration=config.yaml_name,
+            configuration=configuration,
             output=link.failure_reason(final) or "-",
         )
     with translated_errors(job_id=job_id, server=link.title):

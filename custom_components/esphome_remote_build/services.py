@@ -26,7 +26,6 @@ import probatio
 
 from .configurations import check_configuration, configuration_dir
 from .const import (
-    BUILD_WAIT_TIMEOUT,
     DATA_STORE,
     DOMAIN,
     KEEP_LAST_MAX,
@@ -42,6 +41,7 @@ from .flash import (
     resolve_target,
 )
 from .fleet import async_get_fleet
+from .install import async_finish_build
 from .link import RemoteBuildConfigEntry
 from .peerlink import JobStatus, is_valid_job_id
 from .stored_build import StoredBuild
@@ -153,20 +153,8 @@ async def _async_submit_build(hass: HomeAssistant, call: ServiceCall) -> Service
     if not call.data[ATTR_WAIT] and target is None:
         status = link.job_status(job_id) or JobStatus.QUEUED
         return {"job_id": job_id, "status": status.value}
-    with translated_errors(job_id=job_id, server=entry.title):
-        try:
-            final = await link.async_wait_for_job(job_id, BUILD_WAIT_TIMEOUT)
-        except TimeoutError:
-            raise service_error("build_wait_timeout", job_id=job_id) from None
-    if final.status is not JobStatus.COMPLETED:
-        raise service_error(
-            "build_failed" if final.status is JobStatus.FAILED else "build_cancelled",
-            job_id=job_id,
-            configuration=name,
-            output=link.failure_reason(final) or "-",
-        )
-    stored = await async_download_build(entry, job_id)
-    response: dict[str, Any] = {**stored.as_response(), "status": final.status.value}
+    stored = await async_finish_build(link, job_id, name)
+    response: dict[str, Any] = {**stored.as_response(), "status": JobStatus.COMPLETED.value}
     if target is not None:
         response[ATTR_FLASH] = await async_flash_build(hass, stored, target, ImageKind.APPLICATION)
     return response

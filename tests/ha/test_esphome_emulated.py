@@ -9,26 +9,21 @@ build in its runtime data and the device registry.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 import os
 
 import aioesphomeapi.reconnect_logic
 from homeassistant.components.esphome.const import (
-    CONF_ALLOW_SERVICE_CALLS,
-    CONF_DEVICE_NAME,
     CONF_NOISE_PSK,
-    DOMAIN as ESPHOME_DOMAIN,
 )
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import CONF_HOST, CONF_PASSWORD, CONF_PORT
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr
 from homeassistant.setup import async_setup_component
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.esphome_remote_build.ota import async_flash
+from tests.ha.esphome_helpers import esphome_entry, wait_for
 from tests.support.device_emulator import DeviceEmulator, build_info, firmware_image
 
 NEW_BUILD = build_info("kitchen", "2026.10.0", build_time=1_790_000_000, config_hash=0xC0FFEE01)
@@ -60,32 +55,6 @@ async def device() -> AsyncIterator[DeviceEmulator]:
         yield emulated
 
 
-def esphome_entry(device: DeviceEmulator) -> MockConfigEntry:
-    """An entry as HA's esphome config flow stores it (``_async_make_config_data``)."""
-    return MockConfigEntry(
-        domain=ESPHOME_DOMAIN,
-        title="Kitchen",
-        unique_id=device.mac_address.lower(),
-        data={
-            CONF_HOST: device.host,
-            CONF_PORT: device.api_port,
-            CONF_PASSWORD: "",
-            CONF_NOISE_PSK: device.noise_psk or "",  # the API uses "" for no key
-            CONF_DEVICE_NAME: "kitchen",
-        },
-        options={CONF_ALLOW_SERVICE_CALLS: False},
-    )
-
-
-async def wait_for(
-    hass: HomeAssistant, predicate: Callable[[], object], timeout: float = 20
-) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
-    await hass.async_block_till_done()
-
-
 def uptime_is(hass: HomeAssistant, value: float | None) -> bool:
     """The uptime sensor's state (``None``: any number, i.e. states arrived)."""
     state = hass.states.get("sensor.kitchen_uptime")
@@ -98,7 +67,7 @@ async def test_core_esphome_integration_follows_an_ota_of_the_emulated_device(
     hass: HomeAssistant, device_registry: dr.DeviceRegistry, device: DeviceEmulator
 ) -> None:
     assert await async_setup_component(hass, "homeassistant", {})
-    entry = esphome_entry(device)
+    entry = esphome_entry(device, title="Kitchen")
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
@@ -166,7 +135,7 @@ async def test_core_esphome_integration_provisions_a_key_on_a_keyless_device(
         encryption_key=None,
         reboot_delay=0.1,
     ) as device:
-        entry = esphome_entry(device)
+        entry = esphome_entry(device, title="Kitchen")
         entry.add_to_hass(hass)
         assert await hass.config_entries.async_setup(entry.entry_id)
         await wait_for(hass, lambda: device.psk is not None)

@@ -5,26 +5,18 @@ what the device reports after it rebooted into the image it received.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 import json
 from pathlib import Path
 from typing import Any
 
 import aioesphomeapi.reconnect_logic
-from homeassistant.components.esphome.const import (
-    CONF_ALLOW_SERVICE_CALLS,
-    CONF_DEVICE_NAME,
-    CONF_NOISE_PSK,
-    DOMAIN as ESPHOME_DOMAIN,
-)
 from homeassistant.components.update import DOMAIN as UPDATE_DOMAIN, SERVICE_INSTALL
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import ATTR_ENTITY_ID, CONF_HOST, CONF_PASSWORD, CONF_PORT
+from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
-from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -38,6 +30,7 @@ from tests.support.device_emulator import DeviceEmulator, build_info, firmware_i
 from tests.support.receiver_double import Artifacts, ReceiverDouble
 
 from .conftest import SetUp, assert_translated, call_service, make_entry
+from .esphome_helpers import async_setup_esphome, wait_for
 
 NAME = "esp32-demo"
 MAC = "AA:BB:CC:00:11:22"
@@ -91,32 +84,6 @@ async def device() -> AsyncIterator[DeviceEmulator]:
         yield emulated
 
 
-def esphome_entry(device: DeviceEmulator, key: str = KEY) -> MockConfigEntry:
-    """An entry as HA's esphome config flow stores it."""
-    return MockConfigEntry(
-        domain=ESPHOME_DOMAIN,
-        title="ESP32 Demo",
-        unique_id=device.mac_address.lower(),
-        data={
-            CONF_HOST: device.host,
-            CONF_PORT: device.api_port,
-            CONF_PASSWORD: "",
-            CONF_NOISE_PSK: key,
-            CONF_DEVICE_NAME: NAME,
-        },
-        options={CONF_ALLOW_SERVICE_CALLS: False},
-    )
-
-
-async def wait_for(
-    hass: HomeAssistant, predicate: Callable[[], object], timeout: float = 20
-) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.05)
-    await hass.async_block_till_done()
-
-
 def attributes(hass: HomeAssistant) -> dict[str, Any]:
     state = hass.states.get(ENTITY)
     assert state is not None
@@ -132,11 +99,7 @@ async def fleet_ready(
 ) -> MockConfigEntry:
     """The device online in HA's esphome integration, a server connected, the entity there."""
     set_ota_port(esphome_dir, device)
-    assert await async_setup_component(hass, "homeassistant", {})
-    entry = esphome_entry(device)
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await wait_for(hass, lambda: entry.runtime_data.available)
+    entry = await async_setup_esphome(hass, device, title="ESP32 Demo")
     await hass.data[DATA_FLEET].async_refresh_configs()
     await wait_for(hass, lambda: (s := hass.states.get(ENTITY)) is not None and s.state == "on")
     return entry
@@ -317,11 +280,7 @@ async def test_a_yaml_with_another_api_key_is_refused_before_building(
     paired: ReceiverDouble,
 ) -> None:
     set_ota_port(esphome_dir, device)
-    assert await async_setup_component(hass, "homeassistant", {})
-    entry = esphome_entry(device)
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await wait_for(hass, lambda: entry.runtime_data.available)
+    await async_setup_esphome(hass, device, title="ESP32 Demo")
     secrets = esphome_dir / "secrets.yaml"
     secrets.write_text(secrets.read_text().replace(KEY, OTHER_KEY))
     await hass.data[DATA_FLEET].async_refresh_configs()
