@@ -17,10 +17,10 @@ from homeassistant.helpers.service import async_set_service_schema
 from homeassistant.loader import async_get_integration
 from homeassistant.util.yaml import load_yaml_dict
 
+from .artifacts import is_device_yaml_name
 from .const import DOMAIN, ESPHOME_CONFIG_FOLDER
 from .errors import service_error
 
-_YAML_SUFFIXES = frozenset({".yaml", ".yml"})
 _SECRETS_STEM = "secrets"
 # New files in the folder show up in the action's form within this time.
 REFRESH_INTERVAL = timedelta(minutes=1)
@@ -33,19 +33,6 @@ def configuration_dir(hass: HomeAssistant) -> Path:
     return Path(hass.config.path(ESPHOME_CONFIG_FOLDER))
 
 
-def _is_device_yaml_name(name: str) -> bool:
-    candidate = Path(name)
-    return (
-        candidate.name == name
-        and "\\" not in name
-        and "\x00" not in name
-        and candidate.suffix.lower() in _YAML_SUFFIXES
-        and candidate.stem not in {"", ".", ".."}
-        and candidate.stem.lower() != _SECRETS_STEM
-        and not name.startswith(".")
-    )
-
-
 def check_configuration(config_dir: Path, name: str) -> None:
     """Refuse any name but a plain device YAML directly inside ``config_dir``.
 
@@ -53,7 +40,7 @@ def check_configuration(config_dir: Path, name: str) -> None:
     and never the shared ``secrets.yaml``.
     """
     shown = name if len(name) <= 64 else f"{name[:64]}…"
-    if not _is_device_yaml_name(name):
+    if not is_device_yaml_name(name):
         raise service_error("invalid_configuration", validation=True, configuration=shown)
     try:
         real = (config_dir / name).resolve(strict=True)
@@ -74,7 +61,7 @@ def list_configurations(config_dir: Path) -> list[str]:
     except OSError:
         return []
     return sorted(
-        entry.name for entry in entries if _is_device_yaml_name(entry.name) and entry.is_file()
+        entry.name for entry in entries if is_device_yaml_name(entry.name) and entry.is_file()
     )
 
 

@@ -14,7 +14,12 @@ All of them block (they read and write files): call them in an executor, or use
 from __future__ import annotations
 
 from .bundle import write_config_bundle
-from .device_config import DeviceConfig, list_device_configs, read_device_config
+from .device_config import (
+    DeviceConfig,
+    is_device_yaml_name,
+    list_device_configs,
+    read_device_config,
+)
 from .errors import (
     ArtifactsError,
     ArtifactsMismatchError,
@@ -40,6 +45,7 @@ __all__ = [
     "TarLimits",
     "UnsafeTarballError",
     "async_read_image_set",
+    "is_device_yaml_name",
     "list_device_configs",
     "read_device_config",
     "read_image_set",

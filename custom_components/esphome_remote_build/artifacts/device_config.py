@@ -212,7 +212,7 @@ def list_device_configs(config_dir: Path, *, secrets_salt: bytes = b"") -> list[
         names = sorted(
             entry.name
             for entry in config_dir.iterdir()
-            if _is_device_yaml_name(entry.name) and entry.is_file()
+            if is_device_yaml_name(entry.name) and entry.is_file()
         )
     except OSError as err:
         _LOGGER.warning("Cannot list the device configurations in %s: %s", config_dir, err)
@@ -228,8 +228,11 @@ def list_device_configs(config_dir: Path, *, secrets_salt: bytes = b"") -> list[
     return configs
 
 
-def _is_device_yaml_name(name: str) -> bool:
-    """Apply the rule of the glue's ``configurations._is_device_yaml_name``."""
+def is_device_yaml_name(name: str) -> bool:
+    """Tell whether a file name can be a device configuration of the folder.
+
+    A ``.yaml``/``.yml`` file directly in it: no path, no hidden file, never ``secrets``.
+    """
     candidate = PurePosixPath(name)
     return (
         candidate.name == name
