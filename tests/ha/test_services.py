@@ -18,7 +18,7 @@ from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_capture_events
 
-from custom_components.esphome_remote_build import services
+from custom_components.esphome_remote_build import install
 from custom_components.esphome_remote_build.artifacts import (
     ArtifactsError,
     ArtifactsMismatchError,
@@ -155,7 +155,7 @@ async def test_submit_build_and_wait_fails(
 ) -> None:
     rd.job_script = script
     with (
-        patch.object(services, "BUILD_WAIT_TIMEOUT", 0.3),
+        patch.object(install, "BUILD_WAIT_TIMEOUT", 0.3),
         pytest.raises(HomeAssistantError) as caught,
     ):
         await call(

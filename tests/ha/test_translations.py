@@ -37,7 +37,7 @@ from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.esphome_remote_build import config_flow, flash, ota, services
+from custom_components.esphome_remote_build import config_flow, flash, install, ota
 from custom_components.esphome_remote_build.artifacts import ArtifactsError, BundleError
 from custom_components.esphome_remote_build.const import CONF_PAIRING_KEY, DOMAIN
 from custom_components.esphome_remote_build.errors import CALLER_FAULT_KEYS, LIBRARY_ERRORS
@@ -366,7 +366,7 @@ async def _build_outcome(env: Env, script: JobScript) -> Any:
 
 async def _wait_times_out(env: Env) -> Any:
     env.rd.job_script = JobScript(hold=True)
-    with patch.object(services, "BUILD_WAIT_TIMEOUT", 0.2):
+    with patch.object(install, "BUILD_WAIT_TIMEOUT", 0.2):
         return await env.submit(wait=True)
 
 
