@@ -273,6 +273,17 @@ class JobRecord:
     cancel_requested: bool = False
     interrupt: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
+    @property
+    def is_reset(self) -> bool:
+        """Whether this is a build-environment reset (§5.6), not a build."""
+        return self.header.get("type") == "reset_build_env"
+
+    @property
+    def target_esphome_version(self) -> str:
+        """The ESPHome version the build asked for (`""`: the server's own, §5.5)."""
+        value = self.header.get("target_esphome_version")
+        return value if isinstance(value, str) else ""
+
 
 @dataclass
 class DownloadFaults:
@@ -326,6 +337,8 @@ class Faults:
     ignore_pings: bool = False
     """Never answer the client's `ping` (exercises the client's liveness timer)."""
     withhold_submit_ack: bool = False
+    reset_refusal: str | None = None
+    """Refuse every `reset_build_env` with this reason (e.g. `not_ready`, §5.6)."""
     """Take a complete upload silently: no `submit_job_ack` (the client's ack timer)."""
     download: DownloadFaults = field(default_factory=DownloadFaults)
 
@@ -619,6 +632,8 @@ class Session:
                     await self._double.cancel_job(self.dashboard_id, job_id)
             case "download_artifacts":
                 return await self._on_download(frame)
+            case "reset_build_env":
+                return await self._on_reset_build_env(frame)
             case _:
                 pass  # pong and unknown types: ignored (forward compatibility)
         return True
@@ -702,6 +717,33 @@ class Session:
         await self._ack(upload.job_id, verdict)
         if verdict is None:
             await self._double.accept_job(self.dashboard_id, upload.job_id, upload.header, bundle)
+
+    # -- reset (§5.6)
+
+    async def _on_reset_build_env(self, frame: dict[str, Any]) -> bool:
+        """Queue a build-environment reset as a job, or refuse it; the ack comes last."""
+        job_id = frame.get("job_id")
+        ack: dict[str, Any] = {"type": "reset_build_env_ack", "job_id": "", "accepted": False}
+        if not isinstance(job_id, str):
+            await self.send_frame(ack | {"reason": "invalid_frame"})
+            await self.terminate(TerminateReason.MALFORMED_FRAME)
+            return False
+        ack["job_id"] = job_id
+        refusal = self._double.faults.reset_refusal
+        if refusal is None and self._double.reset_busy():
+            refusal = "busy"
+        if refusal is not None:
+            await self.send_frame(ack | {"reason": refusal})
+            return True
+        # The job is queued (and says so) before the ack goes out, as on the real server.
+        await self._double.accept_reset(self.dashboard_id, job_id)
+        await self.send_frame(ack | {"accepted": True})
+        return True
+
+    @property
+    def upload_in_flight(self) -> bool:
+        """Whether a bundle upload is under way on this session."""
+        return self._upload is not None
 
     # -- download (§5.7)
 
@@ -816,6 +858,8 @@ class ReceiverDouble:
         handshake_timeout: float = 10.0,
         close_timeout: float = 1.0,
         job_script: JobScript | None = None,
+        reset_script: JobScript | None = None,
+        provisionable_versions: frozenset[str] = frozenset(),
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -842,6 +886,11 @@ class ReceiverDouble:
         self.handshake_timeout = handshake_timeout
         self.close_timeout = close_timeout
         self.job_script = job_script or JobScript()
+        self.reset_script = reset_script or JobScript(
+            lines=["INFO Cleaning all build files...\n", "INFO Done.\n"]
+        )
+        # ESPHome versions a build may ask for besides our own (§5.5): the "installable" ones.
+        self.provisionable_versions = set(provisionable_versions)
         self.default_artifacts: Artifacts | None = None
         self.build_env_reset_active = False
         self.shutting_down = False
@@ -1100,6 +1149,24 @@ class ReceiverDouble:
         await self._broadcast(self.queue_status_frame())
         self._job_queue.put_nowait(job)
 
+    async def accept_reset(self, dashboard_id: str, job_id: str) -> JobRecord:
+        """Queue a build-environment reset as a job of `dashboard_id` (§5.6)."""
+        header = {"type": "reset_build_env", "job_id": job_id}
+        job = JobRecord(dashboard_id, job_id, header, b"", self.reset_script)
+        self.jobs[dashboard_id, job_id] = job
+        await self._job_event(job)
+        await self._broadcast(self.queue_status_frame())
+        self._job_queue.put_nowait(job)
+        return job
+
+    def reset_busy(self) -> bool:
+        """Whether a reset must be refused: a job lives, an upload or a download runs (§5.6)."""
+        return (
+            any(not job.status.is_terminal for job in self.jobs.values())
+            or any(s.upload_in_flight or s.download_active for s in self._sessions.values())
+            or self.build_env_reset_active
+        )
+
     async def cancel_job(self, dashboard_id: str, job_id: str) -> None:
         """Handle `cancel_job`: unknown or finished jobs are ignored (§5.6)."""
         job = self.jobs.get((dashboard_id, job_id))
@@ -1129,16 +1196,52 @@ class ReceiverDouble:
     async def _play(self, job: JobRecord) -> None:
         script = job.script
         job.status = JobStatus.RUNNING
-        await self._job_event(job)
-        await self._broadcast(self.queue_status_frame())
+        if job.is_reset:
+            self.build_env_reset_active = True
+        try:
+            await self._job_event(job)
+            await self._broadcast(self.queue_status_frame())
+            if not await self._provision(job):
+                await self._run_script(job, script)
+        finally:
+            if job.is_reset:
+                self.build_env_reset_active = False
+
+    async def _provision(self, job: JobRecord) -> bool:
+        """Fail a build whose ESPHome version cannot be installed here (§5.5); True if so.
+
+        Our own version, or none, builds as is; a version in `provisionable_versions` is
+        "installed" (one output line) and then builds.
+        """
+        version = job.target_esphome_version
+        if not version or version == self.esphome_version:
+            return False
+        installable = version in self.provisionable_versions
+        line = f"Installing esphome=={version} into a new environment...\n"
+        await self._output(job, line)
+        if installable:
+            return False
+        await self._output(job, f"ERROR: No matching distribution found for esphome=={version}\n")
+        await self._finish_job(
+            job,
+            JobStatus.FAILED,
+            f"could not provision esphome {version}",
+            failure_reason="provision",
+        )
+        return True
+
+    async def _output(self, job: JobRecord, line: str) -> None:
+        await self._send_to(
+            job.dashboard_id,
+            {"type": "job_output", "job_id": job.job_id, "stream": "stdout", "line": line},
+        )
+
+    async def _run_script(self, job: JobRecord, script: JobScript) -> None:
         for line in script.lines:
             await _pause(job, script.step_delay)
             if job.cancel_requested:
                 break
-            await self._send_to(
-                job.dashboard_id,
-                {"type": "job_output", "job_id": job.job_id, "stream": "stdout", "line": line},
-            )
+            await self._output(job, line)
         if script.hold:
             await job.release.wait()  # a cancel releases too
         await _pause(job, script.step_delay)
@@ -1155,7 +1258,7 @@ class ReceiverDouble:
         failure_reason: str | None = None,
     ) -> None:
         job.status = status
-        if status is JobStatus.COMPLETED and job.artifacts is None:
+        if status is JobStatus.COMPLETED and job.artifacts is None and not job.is_reset:
             job.artifacts = self.default_artifacts
         await self._job_event(job, error_message, failure_reason)
         await self._broadcast(self.queue_status_frame())
