@@ -3,15 +3,19 @@
 The demo drives Home Assistant only the way a user or an automation can — through
 ``/api/…`` with a token made by the onboarding API — so it shows the integration working in
 a real ``hass`` process, not in a test harness. ``CONFIG_DOMAINS`` is also read by
-``demo_requirements.py``: the domains this ``configuration.yaml`` sets up decide which
-requirements must be installed before ``hass --skip-pip`` can start offline.
+``demo_requirements.py``: the domains this ``configuration.yaml`` sets up, and
+``FLOW_DOMAINS`` that the demo adds through config flows, decide which requirements must be
+installed before ``hass --skip-pip`` can start offline. Progress the REST API does not push
+(flash events, the device registry) comes over the WebSocket API (``HassWebSocket``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+import contextlib
 from dataclasses import dataclass
+import itertools
 import json
 from pathlib import Path
 import time
@@ -44,6 +48,8 @@ def configuration(http_port: int) -> dict[str, Any]:
 
 
 CONFIG_DOMAINS = frozenset(configuration(0))
+#: Core integrations the demo sets up through their config flows (the emulated device).
+FLOW_DOMAINS = frozenset({"esphome"})
 
 
 def yaml_text(document: dict[str, Any]) -> str:
@@ -169,6 +175,12 @@ class HassApi:
                 raise HassApiError(f"still {config.get('state')} after {timeout:.0f}s")
             await asyncio.sleep(0.2)
 
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            raise HassApiError("not onboarded yet: no access token")
+        return self._token
+
     async def start_flow(self, handler: str) -> FlowStep:
         return FlowStep(
             await self._request(
@@ -181,8 +193,8 @@ class HassApi:
             await self._request("POST", f"/api/config/config_entries/flow/{flow_id}", json=data)
         )
 
-    async def entry_state(self, entry_id: str) -> str | None:
-        entries = await self._request("GET", f"/api/config/config_entries/entry?domain={DOMAIN}")
+    async def entry_state(self, entry_id: str, domain: str = DOMAIN) -> str | None:
+        entries = await self._request("GET", f"/api/config/config_entries/entry?domain={domain}")
         for entry in entries:
             if entry.get("entry_id") == entry_id:
                 return str(entry.get("state"))
@@ -202,3 +214,93 @@ class HassApi:
         )
         response: dict[str, Any] = answer["service_response"]
         return response
+
+    async def call(self, domain: str, service: str, data: dict[str, Any]) -> None:
+        """Call any service (no response data); returns when the service has finished."""
+        await self._request("POST", f"/api/services/{domain}/{service}", json=data)
+
+    async def states(self) -> list[dict[str, Any]]:
+        """Every entity's state object."""
+        states: list[dict[str, Any]] = await self._request("GET", "/api/states")
+        return states
+
+    async def state(self, entity_id: str) -> dict[str, Any] | None:
+        """An entity's state object (``state``, ``attributes``, …), ``None`` if it has none."""
+        try:
+            state: dict[str, Any] = await self._request("GET", f"/api/states/{entity_id}")
+        except HassApiError as err:
+            if "HTTP 404" in str(err):
+                return None
+            raise
+        return state
+
+    @contextlib.asynccontextmanager
+    async def websocket(self) -> AsyncIterator[HassWebSocket]:
+        """Home Assistant's WebSocket API, authenticated with the same token."""
+        async with self._session.ws_connect(f"{self.base}/api/websocket") as ws:
+            hello = await ws.receive_json()
+            if hello.get("type") != "auth_required":
+                raise HassApiError(f"unexpected WebSocket greeting {hello}")
+            await ws.send_json({"type": "auth", "access_token": self.token})
+            answer = await ws.receive_json()
+            if answer.get("type") != "auth_ok":
+                raise HassApiError(f"WebSocket authentication failed: {answer}")
+            client = HassWebSocket(ws)
+            reader = asyncio.create_task(client.read())
+            try:
+                yield client
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+
+class HassWebSocket:
+    """Commands and event subscriptions over one authenticated WebSocket connection."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+        self._ids = itertools.count(1)
+        self._results: dict[int, asyncio.Future[Any]] = {}
+        self._events: dict[int, asyncio.Queue[dict[str, Any]]] = {}
+
+    async def read(self) -> None:
+        """Route every message: results to their command, events to their queue."""
+        async for message in self._ws:
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                break
+            data = json.loads(message.data)
+            for item in data if isinstance(data, list) else [data]:
+                if item.get("type") == "event" and (queue := self._events.get(item["id"])):
+                    queue.put_nowait(item["event"])
+                elif item.get("type") == "result" and (
+                    future := self._results.pop(item["id"], None)
+                ):
+                    if item.get("success"):
+                        future.set_result(item.get("result"))
+                    else:
+                        future.set_exception(HassApiError(f"WebSocket error: {item['error']}"))
+        for future in self._results.values():
+            if not future.done():
+                future.set_exception(HassApiError("the WebSocket connection closed"))
+
+    async def command(self, command: str, **fields: Any) -> Any:  # noqa: ANN401 - JSON
+        """Send one command and return its result."""
+        message_id = next(self._ids)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._results[message_id] = future
+        await self._ws.send_json({"id": message_id, "type": command, **fields})
+        return await future
+
+    async def subscribe_events(self, event_type: str) -> asyncio.Queue[dict[str, Any]]:
+        """Subscribe to one event type; its events (``data``, ``time_fired``) queue up."""
+        message_id = next(self._ids)
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._events[message_id] = queue
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._results[message_id] = future
+        await self._ws.send_json(
+            {"id": message_id, "type": "subscribe_events", "event_type": event_type}
+        )
+        await future
+        return queue

@@ -8,12 +8,18 @@ demo starts ``hass --skip-pip``.
 
 The list is derived from the *installed* Home Assistant, so it follows the pin: the domains
 bootstrap sets up (``CORE_INTEGRATIONS`` + ``DEFAULT_INTEGRATIONS`` + the demo's
-``configuration.yaml`` keys + this integration's ``dependencies``; its
-``after_dependencies`` — ``esphome``, ``zeroconf`` — only order set-up and the demo sets
-neither up), closed over their
-manifests' ``dependencies`` and ``after_dependencies`` exactly as Home Assistant's own
-requirements processing walks them at a first start, and the union of those manifests'
-``requirements`` (plus this integration's own). Run it with the ``.venv`` interpreter::
+``configuration.yaml`` keys + this integration's ``dependencies``) and the ones the demo
+adds through config flows (``FLOW_DOMAINS``: Home Assistant's ``esphome`` integration, with
+the emulated device), closed over their manifests' ``dependencies`` and
+``after_dependencies`` exactly as Home Assistant's own requirements processing walks them
+at a first start, and the union of those manifests' ``requirements`` (plus this
+integration's own).
+
+A requirement whose distribution this venv already has at another version is written
+without its version: ``requirements_test.txt`` put it there (``esphome``'s requirements
+bring ``bleak``, ``habluetooth`` and ``dbus-fast`` newer than Home Assistant's own pins),
+``hass --skip-pip`` only imports it, and pinning it here would move the test suite's
+packages. Run it with the ``.venv`` interpreter::
 
     .venv/bin/python scripts/demo_requirements.py [--output FILE]
 """
@@ -22,11 +28,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable
+from importlib import metadata
 import json
 from pathlib import Path
 import sys
 
-from demo_hass import CONFIG_DOMAINS
+from demo_hass import CONFIG_DOMAINS, FLOW_DOMAINS
 from homeassistant import bootstrap, components
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +76,18 @@ def requirements(domains: Iterable[str], extra: Iterable[str] = ()) -> list[str]
     return sorted(found, key=str.lower)
 
 
+def installed_elsewhere(requirement: str) -> str:
+    """``name==x`` as is, or just ``name`` when this venv has ``name`` at another version."""
+    name, pinned, version = requirement.partition("==")
+    if not pinned:
+        return requirement
+    try:
+        installed = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return requirement
+    return requirement if installed == version else name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, help="write here instead of stdout")
@@ -78,9 +97,11 @@ def main() -> None:
         *bootstrap.CORE_INTEGRATIONS,
         *bootstrap.DEFAULT_INTEGRATIONS,
         *CONFIG_DOMAINS,
+        *FLOW_DOMAINS,
         *_names(ours, "dependencies"),
     }
-    lines = requirements(domains_to_set_up(roots), _names(ours, "requirements"))
+    found = requirements(domains_to_set_up(roots), _names(ours, "requirements"))
+    lines = [installed_elsewhere(requirement) for requirement in found]
     text = "".join(f"{line}\n" for line in lines)
     if args.output is None:
         sys.stdout.write(text)
