@@ -2,10 +2,20 @@
 
 Started by ``scripts/demo`` (which sets up the venvs and enters a loopback-only network
 namespace first). It starts the real ESPHome Device Builder headless as the build server,
-an emulated ESPHome device that accepts OTA updates, and a real Home Assistant with this
-integration; then, through Home Assistant's HTTP API only, it pairs Home Assistant with the
-build server, builds the sample device, stores the images and flashes the firmware onto
-the device, and checks that the device received exactly the stored firmware image.
+an emulated ESPHome device (``tests/support/device_emulator.py``: native API, native OTA,
+mDNS inside the namespace; after an update it reboots into the build identity embedded in
+the image it received) and a real Home Assistant with this integration. Then, through
+Home Assistant's HTTP and WebSocket APIs only, it
+
+* pairs Home Assistant with the build server, and adds the device to Home Assistant's own
+  ``esphome`` integration through its config flow (address, then the encryption key);
+* builds the device with ``submit_build`` and checks the stored images;
+* installs the firmware update the device's update entity offers (build, download,
+  flash, verify), watching the entity's progress and the flash events, and shows what the
+  device reports against the build it was sent;
+* changes the device's YAML, waits for the entity to offer the change, installs it, and
+  rolls back to the first build by its job id;
+* flashes the ``submit_build`` job with the ``flash`` action.
 
 Exit status 0 only if every step passed. Everything it started is stopped on the way out
 (also on errors, Ctrl-C and SIGTERM); the working directory goes too unless ``--keep``.
@@ -15,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 import hashlib
 import json
+import os
 from pathlib import Path
 import re
 import secrets
@@ -38,14 +49,19 @@ from demo_hass import (
     FlowStep,
     HassApi,
     HassApiError,
+    HassWebSocket,
     write_config_dir,
-    yaml_text,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.support.child_process import ChildProcess, ChildProcessFailedError  # noqa: E402
+from tests.support.device_emulator import (  # noqa: E402
+    DeviceEmulator,
+    Firmware,
+    format_compilation_time,
+)
 from tests.support.real_builder import RealBuilder, RealBuilderError, free_port  # noqa: E402
 
 VENV_BIN = REPO_ROOT / ".venv" / "bin"
@@ -54,10 +70,18 @@ FIXTURES = REPO_ROOT / "tests" / "fixtures" / "esphome"
 # The sample devices: every `<name>-demo.yaml` of the test fixtures.
 DEVICES = sorted(path.stem for path in FIXTURES.glob("*-demo.yaml"))
 SECRET_RE = re.compile(r"!secret\s+(\w+)")
+OTA_BLOCK = "  - platform: esphome\n"
+# The edit that makes the second build: a sensor more, as a user would add one.
+YAML_CHANGE = "\nsensor:\n  - platform: uptime\n    name: Uptime\n"
+# What the emulated device runs before the demo updates it (older than the server's).
+FACTORY_ESPHOME = "2026.9.0"
 HASS_START_TIMEOUT = 120.0
 HASS_STOP_TIMEOUT = 30.0
 STEP_TIMEOUT = 60.0
-
+# fleet.py re-reads the device YAML files once a minute (CONFIG_REFRESH_INTERVAL); nothing
+# a user can call makes it read them sooner.
+YAML_REREAD_TIMEOUT = 75.0
+POLL = 0.05
 
 # A Home Assistant log record at WARNING or worse (continuation lines are indented).
 HA_PROBLEM_RE = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+ (WARNING|ERROR|CRITICAL) ")
@@ -70,6 +94,18 @@ class DemoError(Exception):
 
 
 @dataclass
+class Installed:
+    """One verified install: the build and what the device reports afterwards."""
+
+    label: str
+    job_id: str
+    seconds: float
+    firmware: Firmware
+    image: str
+    image_sha256: str
+
+
+@dataclass
 class Report:
     """What the summary prints: step timings and what the steps established."""
 
@@ -77,9 +113,9 @@ class Report:
     server: str = ""
     fingerprint: tuple[str, str] = ("", "")
     build: dict[str, Any] = field(default_factory=dict)
+    installs: list[Installed] = field(default_factory=list)
     flash: dict[str, Any] = field(default_factory=dict)
-    flash_round_trip: float = 0.0
-    device: dict[str, Any] = field(default_factory=dict)
+    reread_wait: float = 0.0
 
 
 def sha256_file(path: Path) -> str:
@@ -90,6 +126,55 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def yaml_value(text: str, key: str) -> str | None:
+    """A plain ``key: value`` of the device YAML (what the emulated device is built like)."""
+    match = re.search(rf"^\s*{re.escape(key)}:\s*(\S[^#\n]*?)\s*$", text, re.MULTILINE)
+    return None if match is None else match.group(1).strip("\"'")
+
+
+# What ESPHome compiles into every image (writer.py's build_info_data.cpp, version.h):
+# ESPHOME_BUILD_TIME_STR and ESPHOME_VERSION, each a NUL-terminated string literal.
+REAL_BUILD_TIME_RE = re.compile(rb"(?<![\x20-\x7e])(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4})\x00")
+REAL_VERSION_RE = re.compile(rb"(?<![\x20-\x7e])(20\d\d\.\d{1,2}\.\d+(?:b\d+|-dev)?)\x00")
+
+
+def real_image_firmware(image: bytes, device: Firmware) -> Firmware | None:
+    """What a real ESPHome image reports once booted: its compiled-in build time and
+    version (its config hash is a bare constant, so the emulated device announces none).
+    """
+    build_time = REAL_BUILD_TIME_RE.search(image)
+    version = REAL_VERSION_RE.search(image)
+    if not image or image[0] != 0xE9 or build_time is None or version is None:
+        return None
+    return replace(
+        device,
+        esphome_version=version.group(1).decode(),
+        compilation_time=build_time.group(1).decode(),
+        config_hash=None,
+    )
+
+
+def boot_real_images(device: DeviceEmulator) -> None:
+    """Let the emulated device boot real ESPHome images too (``--real-compile``).
+
+    The device emulator boots the identity the stand-in compiler embeds; a real build has
+    none, so it would "fail to boot" and roll back. Here it boots what ESPHome itself
+    compiled in instead: the build time and version a real device would report.
+    """
+    stand_in = Firmware.from_image
+
+    def from_image(image: bytes) -> Firmware | None:
+        return stand_in(image) or real_image_firmware(image, device.firmware)
+
+    Firmware.from_image = from_image  # type: ignore[method-assign]
+
+
+def demo_mac(name: str) -> str:
+    """A locally administered MAC address, stable per device name."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return ":".join(f"{byte:02X}" for byte in (0x02, 0x00, *digest[:4]))
+
+
 class Demo:
     """One demo run; ``run()`` raises on the first failed step, ``close()`` cleans up."""
 
@@ -97,14 +182,45 @@ class Demo:
         self.args = args
         self.workdir = workdir
         self.report = Report()
-        self.ota_password = secrets.token_urlsafe(12)
         self.owner_password = secrets.token_urlsafe(12)
         self.builder = RealBuilder(workdir / "builder", real_compile=args.real_compile)
-        self.device = ChildProcess("OTA device emulator", log_path=workdir / "device.log")
         self.hass = ChildProcess("Home Assistant", log_path=workdir / "hass.log")
         self.hass_dir = workdir / "hass"
-        self.device_port = 0
+        self.esphome_dir = self.hass_dir / "esphome"
+        self.yaml_name = f"{args.device}.yaml"
         self.http_port = free_port()
+        self.device_yaml = (FIXTURES / self.yaml_name).read_text("utf-8")
+        fixture_secrets = (FIXTURES / "secrets.yaml").read_text("utf-8")
+        used = SECRET_RE.findall(self.device_yaml)
+        api_keys = [name for name in used if name.endswith("_api_key")]
+        ota_passwords = [name for name in used if name.endswith("_ota_password")]
+        if len(api_keys) != 1 or len(ota_passwords) != 1:
+            raise DemoError(f"{self.yaml_name} needs one *_api_key and one *_ota_password secret")
+        self.api_key = yaml_value(fixture_secrets, api_keys[0])
+        self.ota_password = yaml_value(fixture_secrets, ota_passwords[0])
+        if not self.api_key or not self.ota_password:
+            raise DemoError(f"{FIXTURES / 'secrets.yaml'} lacks {api_keys + ota_passwords}")
+        # mDNS only where it cannot leave the machine (the loopback-only namespace).
+        self.mdns = os.environ.get("ERB_DEMO_IN_NETNS") == "1"
+        platform = next(p for p in ("esp32", "esp8266", "rp2040") if f"\n{p}:" in self.device_yaml)
+        self.device = DeviceEmulator(
+            name=args.device,
+            friendly_name=yaml_value(self.device_yaml, "friendly_name") or args.device,
+            mac=demo_mac(args.device),
+            esphome_version=FACTORY_ESPHOME,
+            compilation_time=format_compilation_time(time.time() - 30 * 86400),
+            platform=platform,
+            board=yaml_value(self.device_yaml, "board") or "",
+            encryption_key=self.api_key,
+            ota_password=self.ota_password,
+            mdns=self.mdns,
+        )
+        if args.real_compile:
+            boot_real_images(self.device)
+        self.entity_id = ""
+        self.esphome_entry_id = ""
+        self.flash_events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._upload_quarter = -1
 
     @contextlib.asynccontextmanager
     async def step(self, name: str) -> AsyncIterator[None]:
@@ -126,7 +242,7 @@ class Demo:
             if self.builder.pairing_key is None:
                 raise DemoError("the Device Builder opened no pairing window")
             print(f"  listening on {LOOPBACK}:{self.builder.port}, pin {self.builder.pin[:16]}…")
-        async with self.step("start the OTA device emulator"):
+        async with self.step("power on the emulated ESPHome device"):
             await self._start_device()
         async with self.step("start Home Assistant"):
             await self._start_hass()
@@ -137,65 +253,59 @@ class Demo:
                 await api.wait_http(HASS_START_TIMEOUT, lambda: self.hass.running)
             async with self.step("onboarding: owner user, auth code, access token"):
                 await self._onboard(api)
-            async with self.step("config flow: user → pair → entry"):
-                entry_id = await self._pair(api)
-            async with self.step("submit_build (wait: true) and download"):
-                build = await self._build(api, entry_id)
-            async with self.step("verify the stored images"):
-                await asyncio.to_thread(self._verify_store, build)
-            async with self.step("flash the firmware to the device"):
-                await self._flash(api, build)
-            async with self.step("verify the image the device received"):
-                await self._verify_device(build)
+            async with api.websocket() as ws:
+                self.flash_events = await ws.subscribe_events(f"{DOMAIN}_flash")
+                await self._run_with_api(api, ws)
+
+    async def _run_with_api(self, api: HassApi, ws: HassWebSocket) -> None:
+        async with self.step("config flow: user → pair → entry (the build server)"):
+            entry_id = await self._pair(api)
+        async with self.step("config flow of HA's esphome integration: the device"):
+            await self._add_device(api)
+        async with self.step("the device's update entity offers an update"):
+            await self._wait_for_offer(api, "ESPHome", STEP_TIMEOUT)
+        async with self.step("update.install: build, download, flash, verify"):
+            first = await self._install(api, ws, "update", None)
+        async with self.step(f"change {self.yaml_name}"):
+            changed_at = await self._change_yaml()
+        async with self.step("meanwhile submit_build (wait: true) and download"):
+            build = await self._build(api, entry_id)
+        async with self.step("verify the stored images"):
+            await asyncio.to_thread(self._verify_store, build)
+        async with self.step("wait until the update entity offers the change"):
+            await self._wait_for_change(api, changed_at)
+        async with self.step("update.install: the changed configuration"):
+            await self._install(api, ws, "changed YAML", None)
+        async with self.step(f"rollback: update.install version {first.job_id}"):
+            await self._install(api, ws, "rollback", first.job_id)
+        async with self.step(f"flash action: the submit_build job {build['job_id']}"):
+            await self._flash(api, ws, build)
+
+    # --- the emulated device and Home Assistant -----------------------------------------
 
     async def _start_device(self) -> None:
-        save_dir = self.workdir / "device"
-        await self.device.start(
-            [
-                str(VENV_BIN / "python"),
-                "-m",
-                "tests.support.ota_emulator",
-                "--host",
-                LOOPBACK,
-                "--port",
-                "0",
-                "--version",
-                "2",
-                "--password",
-                self.ota_password,
-                "--save-dir",
-                str(save_dir),
-            ],
-            cwd=REPO_ROOT,
+        await self.device.start()
+        device, firmware = self.device, self.device.firmware
+        print(
+            f"  {firmware.name} ({firmware.friendly_name}), MAC {device.mac_address}, "
+            f"runs ESPHome {firmware.esphome_version} compiled {firmware.compilation_time}"
         )
-        line = await self.device.wait_for_line(r'"event": "listening"', timeout=STEP_TIMEOUT)
-        self.device_port = int(json.loads(line.string)["port"])
-        print(f"  ESPHome OTA v2, password-protected, on {LOOPBACK}:{self.device_port}")
+        print(
+            f"  native API {device.host}:{device.api_port} (Noise, the key in secrets.yaml), "
+            f"OTA {device.host}:{device.ota_port} (password in secrets.yaml), "
+            f"mDNS {'on (loopback only)' if self.mdns else 'off (no isolated namespace)'}"
+        )
 
     def _write_hass_config(self) -> None:
         write_config_dir(self.hass_dir, self.http_port, INTEGRATION)
-        esphome = self.hass_dir / "esphome"
-        esphome.mkdir()
-        yaml_name = f"{self.args.device}.yaml"
-        shutil.copy2(FIXTURES / yaml_name, esphome / yaml_name)
-        shutil.copytree(FIXTURES / "common", esphome / "common")
-        sources = [esphome / yaml_name, *(esphome / "common").glob("*.yaml")]
-        names = {name for path in sources for name in SECRET_RE.findall(path.read_text("utf-8"))}
-        (esphome / "secrets.yaml").write_text(yaml_text(self._secrets(names)), encoding="utf-8")
-
-    def _secrets(self, names: set[str]) -> dict[str, Any]:
-        """Fresh values for the sample's secrets; the OTA one is the emulated device's."""
-        values: dict[str, Any] = {}
-        for name in sorted(names):
-            if name.endswith("_ota_password"):
-                values[name] = self.ota_password
-            elif name.endswith("_api_key"):
-                values[name] = base64.b64encode(secrets.token_bytes(32)).decode()
-            else:
-                values[name] = secrets.token_urlsafe(12)
-        if list(values.values()).count(self.ota_password) != 1:
-            raise DemoError(f"{self.args.device}.yaml needs exactly one *_ota_password secret")
-        return values
+        self.esphome_dir.mkdir()
+        shutil.copytree(FIXTURES / "common", self.esphome_dir / "common")
+        shutil.copy2(FIXTURES / "secrets.yaml", self.esphome_dir / "secrets.yaml")
+        # The device listens on a free port; its YAML says which, as a user's would.
+        if self.device_yaml.count(OTA_BLOCK) != 1:
+            raise DemoError(f"{self.yaml_name} needs exactly one `{OTA_BLOCK.strip()}`")
+        text = self.device_yaml.replace(OTA_BLOCK, f"{OTA_BLOCK}    port: {self.device.ota_port}\n")
+        (self.esphome_dir / self.yaml_name).write_text(text, encoding="utf-8")
 
     async def _start_hass(self) -> None:
         await asyncio.to_thread(self._write_hass_config)
@@ -203,6 +313,10 @@ class Demo:
             [str(VENV_BIN / "hass"), "-c", str(self.hass_dir), "--skip-pip"], cwd=self.workdir
         )
         print(f"  hass -c {self.hass_dir} --skip-pip  (http://{LOOPBACK}:{self.http_port})")
+        print(
+            f"  {self.esphome_dir.relative_to(self.hass_dir)}/{self.yaml_name}: the sample, "
+            f"with `port: {self.device.ota_port}` under `ota:`"
+        )
 
     async def _onboard(self, api: HassApi) -> None:
         await api.onboard("demo", self.owner_password)
@@ -235,20 +349,42 @@ class Demo:
         print(f"  config entry {entry_id} loaded")
         return entry_id
 
+    async def _add_device(self, api: HassApi) -> None:
+        form = await api.start_flow("esphome")
+        expect_form(form, "user")
+        form = await api.flow_step(
+            form.flow_id, {"host": self.device.host, "port": self.device.api_port}
+        )
+        print(f"  user: host {self.device.host}, port {self.device.api_port}")
+        if form.type == "form" and form.step_id == "encryption_key":
+            print(f"  encryption_key: asked for {form.placeholders.get('name', '?')}; sent")
+            form = await api.flow_step(form.flow_id, {"noise_psk": self.api_key})
+        if form.type != "create_entry":
+            raise DemoError(f"the esphome flow created no entry: {form.raw}")
+        self.esphome_entry_id = str(form.raw["result"]["entry_id"])
+        await wait_until(
+            lambda: api.entry_state(self.esphome_entry_id, "esphome"),
+            "loaded",
+            STEP_TIMEOUT,
+            "esphome config entry state",
+        )
+        print(f"  esphome entry {self.esphome_entry_id} ({form.raw.get('title')}) loaded")
+
+    # --- job-level actions --------------------------------------------------------------
+
     async def _build(self, api: HassApi, entry_id: str) -> dict[str, Any]:
         async with asyncio.timeout(self.args.build_timeout):
             build = await api.call_service(
                 "submit_build",
-                {
-                    "config_entry_id": entry_id,
-                    "configuration": f"{self.args.device}.yaml",
-                    "wait": True,
-                },
+                {"config_entry_id": entry_id, "configuration": self.yaml_name, "wait": True},
             )
         images = build.get("images") or []
         if not build.get("job_id") or not images or images[0].get("name") != "firmware.bin":
             raise DemoError(f"submit_build returned no job with firmware.bin first: {build}")
-        print(f"  job {build['job_id']}: {build.get('status')}, {len(images)} image(s)")
+        print(
+            f"  job {build['job_id']} of {self.yaml_name} as it is now: {build.get('status')}, "
+            f"{len(images)} image(s)"
+        )
         self.report.build = build
         return build
 
@@ -264,52 +400,273 @@ class Demo:
                     f"{image['size']} bytes sha256 {image['sha256']}"
                 )
         print(f"  every stored file matches its size and SHA-256 ({build.get('directory')})")
-
-    async def _flash(self, api: HassApi, build: dict[str, Any]) -> None:
-        services = await api.services_of(DOMAIN)
-        if "flash" not in services:
-            raise DemoError(
-                f"Home Assistant has no service {DOMAIN}.flash (registered: "
-                f"{', '.join(sorted(services)) or 'none'})"
+        if info := build.get("build_info"):
+            print(
+                f"  build_info: ESPHome {info.get('esphome_version')}, built "
+                f"{info.get('build_time_str')}, config_hash {info.get('config_hash')}"
             )
-        start = time.monotonic()
+
+    async def _flash(self, api: HassApi, ws: HassWebSocket, build: dict[str, Any]) -> None:
+        """The ``flash`` action by device id: address and key from the esphome entry."""
+        entity = await ws.command("config/entity_registry/get", entity_id=self.entity_id)
+        mark = self._mark()
+        drain(self.flash_events)
+        start, wall = time.monotonic(), time.time()
         result = await api.call_service(
-            "flash",
-            {
-                "job_id": build["job_id"],
-                "host": LOOPBACK,
-                "port": self.device_port,
-                "password": self.ota_password,
-            },
+            "flash", {"job_id": build["job_id"], "device_id": entity["device_id"]}
         )
-        self.report.flash_round_trip = time.monotonic() - start
+        elapsed = time.monotonic() - start
+        self._print_flash_events(wall)
         print(
-            f"  sent {result.get('bytes_sent')} bytes to {result.get('host')}:{result.get('port')}"
+            f"  sent {result.get('bytes_sent'):,} bytes to {result.get('host')}:"
+            f"{result.get('port')} in {result.get('duration')} s (encrypted "
+            f"{result.get('encrypted')}); verified {result.get('verified')} by "
+            f"{json.dumps(result.get('evidence'))}"
         )
+        if not result.get("verified"):
+            raise DemoError(f"the flash action did not verify the device: {result}")
+        installed = await self._evidence(api, ws, "flash action", build["job_id"], mark)
+        installed.seconds = elapsed
         self.report.flash = result
 
-    async def _verify_device(self, build: dict[str, Any]) -> None:
-        line = await self.device.wait_for_line(r'"event": "session"', timeout=STEP_TIMEOUT)
-        session = json.loads(line.string)
-        if not (session["auth_ok"] and session["completed"] and session["md5_ok"]):
-            raise DemoError(f"the device's OTA session did not complete: {session}")
-        firmware = build["images"][0]
-        stored = await asyncio.to_thread(sha256_file, Path(firmware["path"]))
-        received = await asyncio.to_thread(
-            sha256_file, self.workdir / "device" / f"session-{session['index']}.bin"
+    # --- the update entity --------------------------------------------------------------
+
+    async def _find_entity(self, api: HassApi) -> dict[str, Any] | None:
+        """The update entity of our YAML (``update.<device>_firmware``), once it exists."""
+        for state in await api.states():
+            attributes = state.get("attributes", {})
+            if (
+                state["entity_id"].startswith("update.")
+                and attributes.get("configuration") == self.yaml_name
+            ):
+                found: dict[str, Any] = state
+                return found
+        return None
+
+    async def _wait_for_offer(self, api: HassApi, reason: str, timeout: float) -> None:
+        """Wait until the update entity is ``on`` for ``reason`` (in its release summary)."""
+        deadline = time.monotonic() + timeout
+        state: dict[str, Any] | None = None
+        while True:
+            if not self.entity_id:
+                state = await self._find_entity(api)
+                if state is not None:
+                    self.entity_id = state["entity_id"]
+            else:
+                state = await api.state(self.entity_id)
+            summary = (state or {}).get("attributes", {}).get("release_summary") or ""
+            if state is not None and state["state"] == "on" and reason in summary:
+                break
+            if time.monotonic() > deadline:
+                raise DemoError(f"no update offered for {reason!r} within {timeout:.0f} s: {state}")
+            await asyncio.sleep(0.2)
+        attributes = state["attributes"]
+        print(f"  {self.entity_id}: {state['state']}")
+        print(f"    installed_version  {attributes.get('installed_version')}")
+        print(f"    latest_version     {attributes.get('latest_version')}")
+        print(f"    release_summary    {attributes.get('release_summary')}")
+        print(f"    stored_builds      {attributes.get('stored_builds')}")
+
+    async def _change_yaml(self) -> float:
+        """Add a sensor to the device's YAML, as a user would; return when."""
+        path = self.esphome_dir / self.yaml_name
+        await asyncio.to_thread(
+            path.write_text, path.read_text("utf-8") + YAML_CHANGE, encoding="utf-8"
         )
-        if not stored == received == firmware["sha256"]:
-            raise DemoError(
-                f"the device received sha256 {received}; stored firmware.bin is {stored}"
+        print(f"  appended {YAML_CHANGE.strip()!r}")
+        print(
+            "  the integration re-reads device YAML files once a minute (fleet.py; no action "
+            "makes it read them sooner),\n  so meanwhile the job-level actions build the change"
+        )
+        return time.monotonic()
+
+    async def _wait_for_change(self, api: HassApi, changed_at: float) -> None:
+        left = YAML_REREAD_TIMEOUT - (time.monotonic() - changed_at)
+        print(f"  waiting up to {left:.0f} s more for the once-a-minute re-read …", flush=True)
+        await self._wait_for_offer(api, "Configuration changed", left)
+        self.report.reread_wait = time.monotonic() - changed_at
+        print(f"  noticed {self.report.reread_wait:.1f} s after the change")
+
+    async def _install(
+        self, api: HassApi, ws: HassWebSocket, label: str, version: str | None
+    ) -> Installed:
+        """``update.install`` over REST, its progress as the entity and the events show it."""
+        mark = self._mark()
+        drain(self.flash_events)
+        data: dict[str, Any] = {"entity_id": self.entity_id}
+        if version is not None:
+            data["version"] = version
+        print(f"  POST /api/services/update/install {json.dumps(data)}")
+        start, wall = time.monotonic(), time.time()
+        call = asyncio.create_task(api.call("update", "install", data))
+        seen: tuple[object, ...] = ()
+        events: list[dict[str, Any]] = []
+        try:
+            async with asyncio.timeout(self.args.build_timeout + STEP_TIMEOUT):
+                while True:
+                    done = call.done()
+                    state = await api.state(self.entity_id) or {}
+                    attributes = state.get("attributes", {})
+                    now = (
+                        state.get("state"),
+                        attributes.get("in_progress"),
+                        attributes.get("update_percentage"),
+                    )
+                    events += self._print_flash_events(wall)
+                    if now != seen:
+                        seen = now
+                        percent = "indeterminate" if now[2] is None else f"{now[2]} %"
+                        print(
+                            f"    {time.monotonic() - start:6.2f} s  entity {now[0]}, "
+                            f"in_progress {now[1]}, update_percentage {percent}",
+                            flush=True,
+                        )
+                    if done and not now[1]:
+                        break
+                    await asyncio.sleep(POLL)
+        finally:
+            if not call.done():
+                call.cancel()
+        await call  # the service's own error, if it failed
+        elapsed = time.monotonic() - start
+        events += self._print_flash_events(wall)
+        verified = [e for e in events if e.get("status") == "verified"]
+        if not verified:
+            statuses = [e.get("status") for e in events]
+            raise DemoError(f"no 'verified' flash event (saw {statuses})")
+        job_id = str(verified[-1]["job_id"])
+        if version is not None and job_id != version:
+            raise DemoError(f"asked for build {version}, the flash events name {job_id}")
+        installed = await self._evidence(api, ws, label, job_id, mark)
+        installed.seconds = elapsed
+        return installed
+
+    def _print_flash_events(self, start: float) -> list[dict[str, Any]]:
+        """Print the flash events that arrived (at their ``time_fired``, from ``start``, a
+        ``time.time()``): each status, and uploads as they pass each quarter.
+        """
+        events = drain(self.flash_events)
+        for event in events:
+            data = event["data"]
+            status, progress = data["status"], int(data.get("progress") or 0)
+            if status == "uploading":
+                if progress // 25 <= self._upload_quarter:
+                    continue
+                self._upload_quarter = progress // 25
+            else:
+                self._upload_quarter = -1 if status == "started" else 4
+            fired = datetime.fromisoformat(event["time_fired"]).timestamp() - start
+            print(
+                f"    {fired:6.2f} s  event {DOMAIN}_flash: {status} {progress} % "
+                f"(job {data.get('job_id')})"
             )
-        print(f"  device image sha256 {received} == stored firmware.bin")
-        self.report.device = session
+        return [event["data"] for event in events]
+
+    def _mark(self) -> tuple[int, int]:
+        """How many OTA sessions and boots the device has had so far."""
+        return len(self.device.ota_sessions), len(self.device.boots)
+
+    async def _evidence(
+        self, api: HassApi, ws: HassWebSocket, label: str, job_id: str, mark: tuple[int, int]
+    ) -> Installed:
+        """Show what the device reports now against the stored build's build_info."""
+        sessions, boots = mark
+        # Home Assistant may hear from the device before its boot is complete (the API
+        # answers before mDNS has announced it); the boot record comes at the end.
+        boot = await self.device.wait_for_boot(boots + 1, timeout=STEP_TIMEOUT)
+        manifest_path = self.hass_dir / DOMAIN / "builds" / job_id / "manifest.json"
+        manifest = json.loads(await asyncio.to_thread(manifest_path.read_text, "utf-8"))
+        info = manifest.get("build_info")
+        if not info:
+            raise DemoError(f"{manifest_path} records no build_info")
+        firmware = self.device.firmware
+        print(f"  job {job_id}: the device reports / the stored build says (manifest.json)")
+        print(f"    esphome_version   {firmware.esphome_version:<26} {info['esphome_version']}")
+        print(f"    compilation_time  {firmware.compilation_time:<26} {info['build_time_str']}")
+        print(
+            f"    config_hash       {firmware.config_hash_hex or '(none)':<26} "
+            f"{info['config_hash']:08x}{'  (the mDNS TXT record)' if self.mdns else ''}"
+        )
+        reported: tuple[object, ...] = (firmware.esphome_version, firmware.compilation_time)
+        expected: tuple[object, ...] = (info["esphome_version"], info["build_time_str"][:25])
+        if firmware.config_hash is not None:  # a real image (--real-compile) names none
+            reported += (firmware.config_hash,)
+            expected += (info["config_hash"],)
+        if reported != expected:
+            raise DemoError(f"the device does not run build {job_id}: {firmware}")
+        # The image the device took, and that it booted it (not a rollback to the old one).
+        new_sessions = [s for s in self.device.ota_sessions[sessions:] if s.completed]
+        if not new_sessions or new_sessions[-1].image is None:
+            raise DemoError("the device saw no completed OTA upload")
+        received = hashlib.sha256(new_sessions[-1].image).hexdigest()
+        images = {image["name"]: image for image in manifest["images"]}
+        name = "firmware.ota.bin" if "firmware.ota.bin" in images else "firmware.bin"
+        if received != images[name]["sha256"]:
+            raise DemoError(f"the device received sha256 {received}, {name} is {images[name]}")
+        if boot.reason != "ota" or boot.rolled_back or boot.image_sha256 != received:
+            raise DemoError(f"the device did not boot the image it received: {boot}")
+        print(
+            f"    received {len(new_sessions[-1].image):,} bytes, sha256 {received[:16]}… = "
+            f"stored {name}; booted it (boot #{boot.index + 1}, "
+            f"{'encrypted' if new_sessions[-1].encrypted else 'plain'} OTA)"
+        )
+        earlier = [(item.job_id, item.image_sha256) for item in self.report.installs] + [
+            (self.report.build["job_id"], image["sha256"])
+            for image in self.report.build.get("images", [])
+        ]
+        same = [other for other, sha256 in earlier if sha256 == received and other != job_id]
+        if same:
+            print(
+                f"    (the image of job {same[-1]}: ESPHome keeps a configuration's build time "
+                "while its hash is unchanged, so a rebuild is the same image)"
+            )
+        sw_version = await self._registry_sw_version(ws, firmware)
+        print(f"    HA's esphome device: sw_version {sw_version!r}")
+        state = await self._available_state(api)
+        attributes = state.get("attributes", {})
+        print(
+            f"    {self.entity_id}: {state.get('state')}, installed "
+            f"{attributes.get('installed_version')!r}, latest "
+            f"{attributes.get('latest_version')!r}"
+            + (f" ({attributes['release_summary']})" if attributes.get("release_summary") else "")
+        )
+        installed = Installed(label, job_id, 0.0, firmware, name, received)
+        self.report.installs.append(installed)
+        return installed
+
+    async def _available_state(self, api: HassApi) -> dict[str, Any]:
+        """The update entity's state once it is available again (the device reconnected)."""
+        deadline = time.monotonic() + 10.0
+        while True:
+            state = await api.state(self.entity_id) or {}
+            if state.get("state") not in {None, "unavailable"} or time.monotonic() > deadline:
+                return state
+            await asyncio.sleep(0.2)
+
+    async def _registry_sw_version(self, ws: HassWebSocket, firmware: Firmware) -> str:
+        """What HA's device registry says the device runs (the esphome integration's view)."""
+        wanted = f"{firmware.esphome_version} ({firmware.compilation_time})"
+        deadline = time.monotonic() + 10.0
+        mac = ["mac", self.device.mac_address.lower()]
+        while True:
+            devices = await ws.command("config/device_registry/list")
+            sw_version = next(
+                (str(d.get("sw_version")) for d in devices if mac in d.get("connections", [])),
+                "",
+            )
+            if sw_version == wanted:
+                return sw_version
+            if time.monotonic() > deadline:
+                raise DemoError(f"HA's device registry says {sw_version!r}, not {wanted!r}")
+            await asyncio.sleep(0.2)
+
+    # --- stopping and reporting ---------------------------------------------------------
 
     async def close(self) -> None:
         """Stop Home Assistant first (it holds a session to the builder), then the rest."""
         await self.hass.stop(HASS_STOP_TIMEOUT)
         await self.builder.stop()
-        await self.device.stop(STEP_TIMEOUT)
+        await self.device.stop()
 
     def integration_warnings(self) -> list[str]:
         """Home Assistant's warnings and errors about this integration (a user sees them)."""
@@ -327,9 +684,23 @@ class Demo:
         if builder_log := self.builder.log_tail(15):
             indented = "\n".join(f"    {line}" for line in builder_log.splitlines())
             parts.append(f"--- Device Builder log tail:\n{indented}")
-        if self.device.lines:
-            parts.append(f"--- OTA device emulator output:\n{self.device.tail(10)}")
+        device = [
+            f"    boot #{boot.index + 1} ({boot.reason}"
+            f"{', rolled back' if boot.rolled_back else ''}): ESPHome "
+            f"{boot.firmware.esphome_version}, {boot.firmware.compilation_time}"
+            for boot in self.device.boots
+        ] + [f"    OTA session {json.dumps(s.summary())}" for s in self.device.ota_sessions]
+        if device:
+            parts.append(f"--- emulated device ({self.device.state}):\n" + "\n".join(device))
         return "\n".join(parts)
+
+
+def drain(queue: asyncio.Queue[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Everything queued so far."""
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
 
 
 def expect_form(step: FlowStep, step_id: str) -> None:
@@ -354,31 +725,32 @@ async def wait_until(
 
 def print_summary(report: Report, total: float) -> None:
     emoji, pin_hex = report.fingerprint
-    build, flash, device = report.build, report.flash, report.device
+    build, flash = report.build, report.flash
     print("\n══ ESPHome Remote Build demo: every step passed ══")
     print(f"build server   {report.server}")
     print(f"fingerprint    {emoji}\n               {pin_hex}")
     print(
-        f"job            {build['job_id']} ({build.get('status')}), "
+        f"submit_build   job {build['job_id']} ({build.get('status')}), "
         f"device {build.get('device_name')} [{build.get('platform')}]"
     )
-    print("images")
     for image in build["images"]:
         print(
             f"  {image['name']:<22} {image['offset'] or '-':>9} {image['size']:>10,} B  "
             f"{image['sha256']}"
         )
-    duration = flash.get("duration")
-    took = (
-        f"in {float(duration):.2f} s"
-        if duration is not None
-        else f"(service round trip {report.flash_round_trip:.2f} s)"
-    )
+    print("installs       each verified: the device reports the build's version, compilation")
+    print("               time and config hash, and booted the stored image it received")
+    for item in report.installs:
+        fw = item.firmware
+        print(
+            f"  {item.label:<13} job {item.job_id}  {item.seconds:5.2f} s  ESPHome "
+            f"{fw.esphome_version}, {fw.compilation_time}, hash {fw.config_hash_hex}"
+        )
     print(
-        f"flash          {flash.get('bytes_sent'):,} bytes sent to {flash.get('host')}:"
-        f"{flash.get('port')} {took}; the device received {device['image_size']:,} bytes, "
-        "sha256 = stored firmware.bin"
+        f"flash action   {flash.get('bytes_sent'):,} bytes to {flash.get('host')}:"
+        f"{flash.get('port')} in {flash.get('duration')} s, verified {flash.get('verified')}"
     )
+    print(f"YAML re-read   noticed after {report.reread_wait:.1f} s (once a minute)")
     print("timings")
     for step_name, seconds in report.timings:
         print(f"  {seconds:7.2f} s  {step_name}")
@@ -396,7 +768,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--device", choices=DEVICES, default="esp8266-demo")
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     parser.add_argument(
-        "--build-timeout", type=float, default=900.0, help="seconds for submit_build (wait)"
+        "--build-timeout", type=float, default=900.0, help="seconds for one build (wait)"
     )
     return parser.parse_args()
 
