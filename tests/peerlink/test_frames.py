@@ -39,6 +39,7 @@ GOOD: dict[str, dict[str, Any]] = {
     },
     "artifacts_chunk": {"job_id": "j1", "chunk_index": 0, "data_b64": "", "is_last": True},
     "artifacts_end": {"job_id": "j1", "accepted": True},
+    "reset_build_env_ack": {"job_id": "j1", "accepted": True},
 }
 PARSERS = {
     "queue_status": frames.parse_queue_status,
@@ -48,6 +49,7 @@ PARSERS = {
     "artifacts_start": frames.parse_artifacts_start,
     "artifacts_chunk": frames.parse_artifacts_chunk,
     "artifacts_end": frames.parse_artifacts_end,
+    "reset_build_env_ack": frames.parse_reset_build_env_ack,
 }
 
 
@@ -78,6 +80,8 @@ BAD = [
     ("artifacts_chunk", "is_last", "yes"),
     ("artifacts_chunk", "data_b64", 12),
     ("artifacts_end", "accepted", None),
+    ("reset_build_env_ack", "accepted", "true"),
+    ("reset_build_env_ack", "job_id", 7),
 ]
 
 
@@ -179,3 +183,17 @@ def test_bulk_path_agrees_with_json(text: str) -> None:
             frames.decode_object(data)
         return
     assert frames.decode_object(data) == expected
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        ({"job_id": "j1", "accepted": True, "reason": "ignored"}, ""),
+        ({"job_id": "j1", "accepted": False}, "unknown"),
+        ({"job_id": "j1", "accepted": False, "reason": 5}, "unknown"),
+        ({"job_id": "j1", "accepted": False, "reason": "busy"}, "busy"),
+        ({"job_id": "j1", "accepted": False, "reason": "x" * 100}, "x" * 64),
+    ],
+)
+def test_reset_ack_reason(frame: dict[str, Any], reason: str) -> None:
+    assert frames.parse_reset_build_env_ack(frame)["reason"] == reason

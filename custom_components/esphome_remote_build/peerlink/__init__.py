@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from .client import PeerLinkClient
 from .errors import (
+    BuildEnvResetBusyError,
+    BuildEnvResetRejectedError,
+    BuildEnvResetUnsupportedError,
     CannotConnectError,
     DownloadBusyError,
     DownloadError,
@@ -35,7 +38,8 @@ from .errors import (
     SubmitTimeoutError,
     UnknownJobError,
 )
-from .frames import JobStatus
+from .esphome_version import ESPHOME_VERSION_MAX_CHARS, is_valid_esphome_version
+from .frames import FailureReason, JobStatus
 from .identity import (
     Identity,
     format_pin_hex,
@@ -59,7 +63,11 @@ from .models import (
 from .oneshot import pair_request, pair_status, preview
 
 __all__ = [
+    "ESPHOME_VERSION_MAX_CHARS",
     "JOB_ID_PATTERN",
+    "BuildEnvResetBusyError",
+    "BuildEnvResetRejectedError",
+    "BuildEnvResetUnsupportedError",
     "CannotConnectError",
     "Connected",
     "Disconnected",
@@ -70,6 +78,7 @@ __all__ = [
     "DownloadResult",
     "DownloadTimeoutError",
     "DownloadWriteError",
+    "FailureReason",
     "Identity",
     "IntentRejectedError",
     "InvalidJobIdError",
@@ -98,6 +107,7 @@ __all__ = [
     "SubmitTimeoutError",
     "UnknownJobError",
     "format_pin_hex",
+    "is_valid_esphome_version",
     "is_valid_job_id",
     "is_valid_pin",
     "new_job_id",

@@ -38,6 +38,7 @@ from . import frames
 from .channel import Channel, open_channel
 from .download import ArtifactAssembler
 from .errors import (
+    BuildEnvResetUnsupportedError,
     CannotConnectError,
     DownloadError,
     DownloadTimeoutError,
@@ -50,13 +51,17 @@ from .errors import (
     PinMismatchError,
     ProtocolError,
     SessionLostError,
+    SubmitTimeoutError,
+    reset_rejected,
 )
+from .esphome_version import is_valid_esphome_version
 from .frames import (
     APP_FRAME_MAX_BYTES,
     TERMINAL_REJECTS,
     Intent,
     IntentResponse,
     MessageType,
+    ResetBuildEnvAckFrame,
     TerminateReason,
 )
 from .identity import Identity
@@ -129,7 +134,9 @@ class PeerLinkClient:
         self._channel: Channel | None = None
         self._connected_event = asyncio.Event()
         self._wake = asyncio.Event()
+        self._ack_timeout = ack_timeout
         self._submitter = JobSubmitter(ack_timeout)
+        self._reset_acks: dict[str, asyncio.Future[ResetBuildEnvAckFrame]] = {}
         # The stream the server is sending (or may still send): kept after a local failure
         # until its artifacts_end, so a retry never mistakes the old stream's tail for its own.
         self._stream: ArtifactAssembler | None = None
@@ -316,6 +323,9 @@ class PeerLinkClient:
         self._channel = None
         self._connected_event.clear()
         self._submitter.fail_all(error)
+        for ack in self._reset_acks.values():
+            if not ack.done():
+                ack.set_exception(error)
         if self._stream is not None:
             self._stream.fail(DownloadError("session_lost", str(error)))
             self._end_stream()
@@ -447,6 +457,7 @@ class PeerLinkClient:
             MessageType.JOB_STATE_CHANGED: self._on_job_state,
             MessageType.JOB_OUTPUT: self._on_job_output,
             MessageType.SUBMIT_JOB_ACK: self._on_submit_ack,
+            MessageType.RESET_BUILD_ENV_ACK: self._on_reset_ack,
             MessageType.ARTIFACTS_START: self._on_artifacts_start,
             MessageType.ARTIFACTS_CHUNK: self._on_artifacts_chunk,
             MessageType.ARTIFACTS_END: self._on_artifacts_end,
@@ -476,6 +487,12 @@ class PeerLinkClient:
 
     async def _on_submit_ack(self, frame: dict[str, Any]) -> None:
         self._submitter.on_ack(frames.parse_submit_job_ack(frame))
+
+    async def _on_reset_ack(self, frame: dict[str, Any]) -> None:
+        ack = frames.parse_reset_build_env_ack(frame)
+        waiter = self._reset_acks.get(ack["job_id"])
+        if waiter is not None and not waiter.done():
+            waiter.set_result(ack)
 
     async def _on_artifacts_start(self, frame: dict[str, Any]) -> None:
         start = frames.parse_artifacts_start(frame)
@@ -526,13 +543,58 @@ class PeerLinkClient:
         *,
         device_name: str | None = None,
         job_id: str | None = None,
+        esphome_version: str | None = None,
     ) -> str:
-        """Upload a config bundle as a new job and return its id once the server accepted it."""
+        """Upload a config bundle as a new job and return its id once the server accepted it.
+
+        ``esphome_version`` asks for a build with that ESPHome version (shaped like one, or
+        ``ValueError``); the server installs it first, and a version it cannot install
+        ends the job ``failed`` with ``failure_reason`` ``provision`` (§5.5).  The server's
+        own version (or ``None``) builds as is, and then the field is left out.
+        """
+        if job_id is not None:
+            self._check_job_id(job_id)
+        if esphome_version is not None and not is_valid_esphome_version(esphome_version):
+            raise ValueError(f"not an ESPHome version: {esphome_version[:40]!r}")
+        channel = self._require_channel()
+        if self.server_info is not None and esphome_version == self.server_info.esphome_version:
+            esphome_version = None
+        job_id = job_id or new_job_id()
+        await self._submitter.submit(
+            channel, bundle, configuration_filename, job_id, device_name, esphome_version
+        )
+        return job_id
+
+    async def reset_build_env(self, *, job_id: str | None = None) -> str:
+        """Ask the server to wipe its build environment; return the job id once accepted.
+
+        The reset runs as a job under that id: its progress arrives as job state changes
+        and output lines, like a build (§5.6), and ``wait_for_job`` waits for its end.
+        Only a server that announced ``reset_build_env_supported`` is asked
+        (:class:`BuildEnvResetUnsupportedError` otherwise, nothing sent).  A refusal is
+        :class:`BuildEnvResetBusyError` (something runs) or
+        :class:`BuildEnvResetRejectedError`; no answer in time is
+        :class:`SubmitTimeoutError`.
+        """
         if job_id is not None:
             self._check_job_id(job_id)
         channel = self._require_channel()
+        if self.server_info is None or not self.server_info.reset_build_env_supported:
+            raise BuildEnvResetUnsupportedError("the server does not offer reset_build_env")
         job_id = job_id or new_job_id()
-        await self._submitter.submit(channel, bundle, configuration_filename, job_id, device_name)
+        ack: asyncio.Future[ResetBuildEnvAckFrame] = asyncio.get_running_loop().create_future()
+        self._reset_acks[job_id] = ack  # before sending: the server's answers can be immediate
+        try:
+            await channel.send({"type": MessageType.RESET_BUILD_ENV, "job_id": job_id})
+            async with asyncio.timeout(self._ack_timeout):
+                verdict = await ack
+        except TimeoutError as err:
+            raise SubmitTimeoutError("no answer to the reset request") from err
+        finally:
+            if self._reset_acks.get(job_id) is ack:
+                del self._reset_acks[job_id]
+        if not verdict["accepted"]:
+            raise reset_rejected(verdict["reason"])
         return job_id
 
     async def cancel_job(self, job_id: str) -> None:

@@ -146,6 +146,37 @@ class SubmitTimeoutError(PeerLinkError):
     reason = "submit_timeout"
 
 
+class BuildEnvResetUnsupportedError(PeerLinkError):
+    """The server did not say it accepts ``reset_build_env``; nothing was sent (§5.6)."""
+
+    key = "clean_not_supported"
+
+    reason = "reset_build_env_unsupported"
+
+
+class BuildEnvResetRejectedError(PeerLinkError):
+    """The server refused a build-environment reset (``reset_build_env_ack{accepted:false}``)."""
+
+    key = "clean_rejected"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"server refused to reset its build environment: {reason}")
+        self.reason = reason
+
+
+class BuildEnvResetBusyError(BuildEnvResetRejectedError):
+    """The server is building, receiving or sending something: no reset now (``busy``)."""
+
+    key = "clean_busy"
+
+
+def reset_rejected(reason: str) -> BuildEnvResetRejectedError:
+    """Turn a refused ``reset_build_env_ack`` into its typed error."""
+    if reason == "busy":
+        return BuildEnvResetBusyError(reason)
+    return BuildEnvResetRejectedError(reason)
+
+
 class DownloadError(PeerLinkError):
     """Downloading a job's artifacts failed; nothing was kept."""
 

@@ -76,6 +76,8 @@ class MessageType(StrEnum):
     ARTIFACTS_START = "artifacts_start"
     ARTIFACTS_CHUNK = "artifacts_chunk"
     ARTIFACTS_END = "artifacts_end"
+    RESET_BUILD_ENV = "reset_build_env"
+    RESET_BUILD_ENV_ACK = "reset_build_env_ack"
 
 
 class TerminateReason(StrEnum):
@@ -101,6 +103,13 @@ class JobStatus(StrEnum):
     def is_terminal(self) -> bool:
         """Tell whether the job can no longer change."""
         return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class FailureReason(StrEnum):
+    """Known values of ``job_state_changed.failure_reason`` (others are passed on as text)."""
+
+    PROVISION = "provision"
+    """The server could not install the ESPHome version the job asked for (§5.5)."""
 
 
 # --- frames we send ------------------------------------------------------------------
@@ -131,6 +140,7 @@ class SubmitJobFrame(TypedDict):
     num_chunks: int
     bundle_sha256: str
     device_name: NotRequired[str]
+    target_esphome_version: NotRequired[str]
 
 
 class SubmitJobChunkFrame(TypedDict):
@@ -144,9 +154,11 @@ class SubmitJobChunkFrame(TypedDict):
 
 
 class JobIdFrame(TypedDict):
-    """``cancel_job`` and ``download_artifacts`` carry only the job id."""
+    """``cancel_job``, ``download_artifacts`` and ``reset_build_env`` carry only the job id."""
 
-    type: Literal[MessageType.CANCEL_JOB, MessageType.DOWNLOAD_ARTIFACTS]
+    type: Literal[
+        MessageType.CANCEL_JOB, MessageType.DOWNLOAD_ARTIFACTS, MessageType.RESET_BUILD_ENV
+    ]
     job_id: str
 
 
@@ -163,6 +175,14 @@ class QueueStatusFrame(TypedDict):
 
 class SubmitJobAckFrame(TypedDict):
     """Verdict on an upload."""
+
+    job_id: str
+    accepted: bool
+    reason: str
+
+
+class ResetBuildEnvAckFrame(TypedDict):
+    """Verdict on a build-environment reset (§5.6)."""
 
     job_id: str
     accepted: bool
@@ -382,6 +402,16 @@ def parse_submit_job_ack(frame: dict[str, Any]) -> SubmitJobAckFrame:
         "job_id": _str(frame, "job_id", MAX_JOB_ID_CHARS),
         "accepted": accepted,
         "reason": "" if accepted else _str(frame, "reason", MAX_REASON_CHARS, default="unknown"),
+    }
+
+
+def parse_reset_build_env_ack(frame: dict[str, Any]) -> ResetBuildEnvAckFrame:
+    """Validate ``reset_build_env_ack``; a refusal without a reason reads as ``unknown``."""
+    accepted = _bool(frame, "accepted")
+    return {
+        "job_id": _str(frame, "job_id", MAX_JOB_ID_CHARS),
+        "accepted": accepted,
+        "reason": "" if accepted else (_soft_str(frame, "reason", MAX_REASON_CHARS) or "unknown"),
     }
 
 

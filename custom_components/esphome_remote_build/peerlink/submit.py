@@ -15,7 +15,14 @@ import re
 
 from .channel import Channel
 from .errors import PeerLinkError, SubmitRejectedError, SubmitTimeoutError
-from .frames import BUNDLE_MAX_BYTES, CHUNK_BYTES, MessageType, SubmitJobAckFrame
+from .esphome_version import is_valid_esphome_version
+from .frames import (
+    BUNDLE_MAX_BYTES,
+    CHUNK_BYTES,
+    MessageType,
+    SubmitJobAckFrame,
+    SubmitJobFrame,
+)
 
 ACK_TIMEOUT = 60.0
 _FILENAME_RE = re.compile(r"^(?!\.\.?\.(?:ya?ml)$)[^/\\\x00]+\.ya?ml$", re.IGNORECASE)
@@ -72,21 +79,41 @@ class JobSubmitter:
         configuration_filename: str,
         job_id: str,
         device_name: str | None,
+        target_esphome_version: str | None = None,
     ) -> None:
-        """Upload ``bundle`` and return when the server accepted it."""
+        """Upload ``bundle`` and return when the server accepted it.
+
+        ``target_esphome_version`` asks the server to build with that ESPHome version
+        (§5.5); ``None`` builds with the server's own.
+        """
         if not _FILENAME_RE.fullmatch(configuration_filename):
             raise ValueError("configuration_filename must be a plain .yaml/.yml file name")
+        if target_esphome_version is not None and not is_valid_esphome_version(
+            target_esphome_version
+        ):
+            raise ValueError("target_esphome_version must be an ESPHome version")
         loop = asyncio.get_running_loop()
         size, digest = await loop.run_in_executor(None, _hash_file, bundle)
         if not 0 < size <= BUNDLE_MAX_BYTES:
             raise SubmitRejectedError("empty_bundle" if size == 0 else "oversized")
+        header: SubmitJobFrame = {
+            "type": MessageType.SUBMIT_JOB,
+            "job_id": job_id,
+            "configuration_filename": configuration_filename,
+            "target": "compile",
+            "total_bundle_bytes": size,
+            "num_chunks": num_chunks(size),
+            "bundle_sha256": digest,
+        }
+        if device_name:
+            header["device_name"] = device_name
+        if target_esphome_version:
+            header["target_esphome_version"] = target_esphome_version
         async with self._lock:
             ack: asyncio.Future[SubmitJobAckFrame] = loop.create_future()
             self._pending[job_id] = ack
             try:
-                await self._send(
-                    channel, bundle, configuration_filename, job_id, device_name, size, digest, ack
-                )
+                await self._send(channel, bundle, header, ack)
                 async with asyncio.timeout(self._ack_timeout):
                     verdict = await ack
             except TimeoutError as err:
@@ -100,25 +127,10 @@ class JobSubmitter:
     async def _send(
         channel: Channel,
         bundle: Path,
-        configuration_filename: str,
-        job_id: str,
-        device_name: str | None,
-        size: int,
-        digest: str,
+        header: SubmitJobFrame,
         ack: asyncio.Future[SubmitJobAckFrame],
     ) -> None:
-        count = num_chunks(size)
-        header: dict[str, object] = {
-            "type": MessageType.SUBMIT_JOB,
-            "job_id": job_id,
-            "configuration_filename": configuration_filename,
-            "target": "compile",
-            "total_bundle_bytes": size,
-            "num_chunks": count,
-            "bundle_sha256": digest,
-        }
-        if device_name:
-            header["device_name"] = device_name
+        job_id, count = header["job_id"], header["num_chunks"]
         await channel.send(header)
         loop = asyncio.get_running_loop()
         file = await loop.run_in_executor(None, bundle.open, "rb")
