@@ -84,6 +84,7 @@ class _EntityHost:
         new = [
             RemoteBuildUpdateEntity(
                 self._fleet,
+                mac,
                 device,
                 config,
                 devices.async_get(device.device_id) if device.device_id else None,
@@ -127,20 +128,19 @@ class RemoteBuildUpdateEntity(UpdateEntity):
     def __init__(
         self,
         fleet: Fleet,
+        mac: str,
         device: EsphomeDevice,
         config: DeviceConfig,
         registered: dr.AnyDeviceEntry | None,
     ) -> None:
-        if device.mac is None:  # matches() only pairs devices known by MAC
-            raise ValueError("an update entity needs the device's MAC address")
         self._fleet = fleet
-        self.mac = device.mac
+        self.mac = mac
         self._entry_id = device.entry_id
         self._device = device
         self._config = config
         self._stored: list[StoredBuild] = []
         self._link_listeners: list[Callable[[], None]] = []
-        self._attr_unique_id = f"{device.mac}_firmware"
+        self._attr_unique_id = f"{mac}_firmware"
         # The ESPHome device's own registry entry: the entity joins its page, no new device.
         self.device_entry = registered
 

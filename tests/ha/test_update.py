@@ -374,3 +374,36 @@ async def test_rollback_refuses_another_devices_build(
     assert caught.value.translation_key == "build_of_other_device"
     assert "porch" in assert_translated(caught.value)
     assert device.ota_sessions == []  # nothing was sent to the device
+
+
+async def test_release_notes_explain_and_list_rollback_targets(
+    hass: HomeAssistant,
+    fleet_ready: MockConfigEntry,
+    paired: ReceiverDouble,
+    tmp_path: Path,
+    hass_ws_client: Any,
+) -> None:
+    client = await hass_ws_client(hass)
+    await client.send_json({"id": 1, "type": "update/release_notes", "entity_id": ENTITY})
+    notes = (await client.receive_json())["result"]
+    assert "- ESPHome 2026.9.0 → 2026.10.0" in notes
+    assert "[ESPHome changelog](https://esphome.io/changelog/2026.10.0.html)" in notes
+    assert "Stored builds" not in notes
+
+    paired.set_artifacts(artifacts_for(tmp_path, build_info(NAME, build_time=1_790_000_700)))
+    await install(hass)
+    job_id = attributes(hass)["stored_builds"][0]
+    await client.send_json({"id": 2, "type": "update/release_notes", "entity_id": ENTITY})
+    notes = (await client.receive_json())["result"]
+    assert "- Up to date." in notes
+    assert f"- `{job_id}`" in notes
+
+
+async def test_the_entity_goes_when_its_yaml_goes(
+    hass: HomeAssistant, fleet_ready: MockConfigEntry, esphome_dir: Path
+) -> None:
+    (esphome_dir / f"{NAME}.yaml").unlink()
+    await hass.data[DATA_FLEET].async_refresh_configs()
+    await hass.async_block_till_done()
+    assert hass.states.get(ENTITY) is None
+    assert er.async_get(hass).async_get(ENTITY) is None
