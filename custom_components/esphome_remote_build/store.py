@@ -97,9 +97,21 @@ class BuildStore:
     if two instances shared a root.
     """
 
-    def __init__(self, root: Path, *, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+        on_delete: Callable[[str], None] | None = None,
+    ) -> None:
+        """Keep builds under ``root``.
+
+        ``on_delete(job_id)`` runs (on a worker thread) after a build was deleted, so what
+        belongs to it elsewhere (its build log) goes with it.
+        """
         self.root = root
         self._clock = clock
+        self._on_delete = on_delete
         # Our own temporary folder carries the .tmp- prefix so a later run sweeps it.
         self._scratch = root / f"{_TMP_PREFIX}scratch-{secrets.token_hex(4)}"
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -178,6 +190,15 @@ class BuildStore:
         await self._async_writable()
         async with self._lock(job_id):
             return await asyncio.to_thread(self._delete_blocking, job_id)
+
+    def holds(self, job_id: str) -> bool:
+        """Tell whether a build of ``job_id`` is stored (blocking, one ``lstat``, unchecked)."""
+        if not is_valid_job_id(job_id):
+            return False
+        try:
+            return stat.S_ISDIR(os.lstat(self._build_dir(job_id)).st_mode)
+        except OSError:
+            return False
 
     async def async_keep_last(self, keep: int, device_name: str | None = None) -> list[str]:
         """Keep the newest ``keep`` builds of each device (or of one); return the removed ids."""
@@ -349,6 +370,11 @@ class BuildStore:
         except OSError as err:
             raise StoreError(f"cannot delete {job_id}: {err}") from err
         _remove(trash)
+        if self._on_delete is not None:
+            try:
+                self._on_delete(job_id)
+            except Exception:
+                _LOGGER.exception("Cleaning up after deleting build %s failed", job_id)
         return True
 
 
