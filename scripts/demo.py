@@ -481,7 +481,8 @@ class Demo:
         return time.monotonic()
 
     async def _wait_for_change(self, api: HassApi, changed_at: float) -> None:
-        left = YAML_REREAD_TIMEOUT - (time.monotonic() - changed_at)
+        # A slow build (--real-compile) may outlast the re-read: then it has happened.
+        left = max(5.0, YAML_REREAD_TIMEOUT - (time.monotonic() - changed_at))
         print(f"  waiting up to {left:.0f} s more for the once-a-minute re-read …", flush=True)
         await self._wait_for_offer(api, "Configuration changed", left)
         self.report.reread_wait = time.monotonic() - changed_at
