@@ -496,6 +496,7 @@ class Demo:
         drain(self.flash_events)
         data: dict[str, Any] = {"entity_id": self.entity_id}
         if version is not None:
+            await self._show_rollback_targets(api, ws, version)
             data["version"] = version
         print(f"  POST /api/services/update/install {json.dumps(data)}")
         start, wall = time.monotonic(), time.time()
@@ -541,6 +542,19 @@ class Demo:
         installed = await self._evidence(api, ws, label, job_id, mark)
         installed.seconds = elapsed
         return installed
+
+    async def _show_rollback_targets(self, api: HassApi, ws: HassWebSocket, job_id: str) -> None:
+        """The stored builds the entity offers to roll back to (attribute, release notes)."""
+        state = await api.state(self.entity_id) or {}
+        stored = state.get("attributes", {}).get("stored_builds") or []
+        print(f"  {self.entity_id} stored_builds: {stored}")
+        if job_id not in stored:
+            raise DemoError(f"build {job_id} is not among the entity's stored builds {stored}")
+        notes = await ws.command("update/release_notes", entity_id=self.entity_id)
+        print("  its release notes:")
+        for line in str(notes).splitlines():
+            if line.strip():
+                print(f"    | {line}")
 
     def _print_flash_events(self, start: float) -> list[dict[str, Any]]:
         """Print the flash events that arrived (at their ``time_fired``, from ``start``, a
