@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING, Final
 from homeassistant.util.hass_dict import HassKey
 
 if TYPE_CHECKING:
+    from .build_logs import BuildLogs
     from .store import BuildStore
 
 DOMAIN: Final = "esphome_remote_build"
 
 #: The one build store of this installation (builds of every server live in it).
 DATA_STORE: HassKey[BuildStore] = HassKey(f"{DOMAIN}_store")
+#: The build logs of this installation (every server's jobs write theirs there).
+DATA_LOGS: HassKey[BuildLogs] = HassKey(f"{DOMAIN}_logs")
 
 CONF_PIN: Final = "pin_sha256"
 CONF_PAIRING_KEY: Final = "pairing_key"
@@ -63,6 +66,8 @@ APPROVAL_TIMEOUT: Final = 300.0
 CONNECT_WAIT: Final = 10.0
 # How long `submit_build` with `wait: true` waits for the build to end.
 BUILD_WAIT_TIMEOUT: Final = 1800.0
+# How long `clean_build_environment` with `wait: true` waits for the clean to end.
+CLEAN_WAIT_TIMEOUT: Final = 1800.0
 # An artifacts download: overall budget, and the longest silence between frames (the
 # server packs a big build before its first frame).
 DOWNLOAD_TIMEOUT: Final = 900.0
@@ -71,3 +76,4 @@ DOWNLOAD_GAP_TIMEOUT: Final = 120.0
 # The folder where the ESPHome add-on keeps device configurations.
 ESPHOME_CONFIG_FOLDER: Final = "esphome"
 BUILDS_FOLDER: Final = "builds"
+LOGS_FOLDER: Final = "logs"

@@ -36,6 +36,7 @@ CALLER_FAULT_KEYS: Final = frozenset(
         "bundle_failed",
         "build_of_other_server",
         "invalid_encryption_key",
+        "clean_not_supported",
     }
 )
 

@@ -29,13 +29,16 @@ from .fleet import Fleet
 from .installs import InstallRecord
 from .link import RemoteBuildLink
 from .ota import OTAInvalidKeyError, decode_noise_psk
-from .peerlink import JobStatus
+from .peerlink import FailureReason, JobStatus, is_valid_esphome_version
 from .stored_build import StoredBuild
 
 _LOGGER = logging.getLogger(__name__)
 
 #: Progress of an install: ``None`` while the server compiles, else percent flashed.
 type Progress = Callable[[int | None], None]
+
+# A refused value is quoted in the message; a pasted novel is not.
+_QUOTE_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,32 +90,69 @@ def device_target(device: EsphomeDevice, config: DeviceConfig | None) -> FlashTa
     )
 
 
+def checked_esphome_version(version: str | None) -> str | None:
+    """Return the ESPHome version a build asks for, or raise the translated refusal.
+
+    ``None`` or an empty value means the server's own version.  Checked before anything
+    is sent: the server would quietly build "as is" with a version it does not understand.
+    """
+    if version is None or not (version := version.strip()):
+        return None
+    if not is_valid_esphome_version(version):
+        shown = version if len(version) <= _QUOTE_MAX else f"{version[:_QUOTE_MAX]}…"
+        raise service_error("invalid_esphome_version", validation=True, esphome_version=shown)
+    return version
+
+
 async def async_build_for(
-    hass: HomeAssistant, link: RemoteBuildLink, config: DeviceConfig, progress: Progress
+    hass: HomeAssistant,
+    link: RemoteBuildLink,
+    config: DeviceConfig,
+    progress: Progress,
+    *,
+    esphome_version: str | None = None,
 ) -> StoredBuild:
-    """Build a configuration on one server and store the result."""
+    """Build a configuration on one server (with its ESPHome, or another) and store it."""
+    esphome_version = checked_esphome_version(esphome_version)
     progress(None)
     with translated_errors(configuration=config.yaml_name, server=link.title):
-        job_id = await link.async_submit(configuration_dir(hass), config.yaml_name)
+        job_id = await link.async_submit(
+            configuration_dir(hass), config.yaml_name, esphome_version=esphome_version
+        )
     return await async_finish_build(link, job_id, config.yaml_name)
 
 
 async def async_finish_build(link: RemoteBuildLink, job_id: str, configuration: str) -> StoredBuild:
-    """Wait for a submitted job to end, then store its build; a failure says why."""
+    """Wait for a submitted job to end, then store its build; a failure says why.
+
+    The message quotes the output's last lines and names the job's build log.
+    """
     with translated_errors(job_id=job_id, server=link.title):
         try:
             final = await link.async_wait_for_job(job_id, BUILD_WAIT_TIMEOUT)
         except TimeoutError:
             raise service_error("build_wait_timeout", job_id=job_id) from None
-    if final.status is not JobStatus.COMPLETED:
+    if final.status is JobStatus.COMPLETED:
+        with translated_errors(job_id=job_id, server=link.title):
+            return await link.async_download(job_id)
+    log = str(await link.async_log(job_id) or "-")
+    output = link.failure_reason(final) or "-"
+    requested = link.esphome_version_of(job_id)
+    if final.status is JobStatus.CANCELLED:
+        raise service_error("build_cancelled", job_id=job_id, configuration=configuration, log=log)
+    if final.failure_reason == FailureReason.PROVISION and requested is not None:
         raise service_error(
-            "build_failed" if final.status is JobStatus.FAILED else "build_cancelled",
+            "esphome_version_unavailable",
             job_id=job_id,
             configuration=configuration,
-            output=link.failure_reason(final) or "-",
+            esphome_version=requested,
+            server=link.title,
+            output=output,
+            log=log,
         )
-    with translated_errors(job_id=job_id, server=link.title):
-        return await link.async_download(job_id)
+    raise service_error(
+        "build_failed", job_id=job_id, configuration=configuration, output=output, log=log
+    )
 
 
 async def async_install(

@@ -1,12 +1,14 @@
 """The per-entry runtime: the one door from Home Assistant to a build server.
 
 Platforms, actions and the config flow ask the link, never its peer-link client: it
-says whether the server is connected and how full its queue is, submits configurations,
-waits for and cancels jobs, downloads a job into the build store, and turns the client's
-events into Home Assistant state.  The client reconnects by itself in the background, so
-setting an entry up never waits for the server.  What a person must act on is said once:
-a revoked pairing starts reauthentication; a changed server key or a second installation
-with our identity becomes a repair issue.
+says whether the server is connected and how full its queue is, submits configurations
+(optionally for another ESPHome version), cleans the server's build environment, waits for
+and cancels jobs, downloads a job into the build store, keeps each of its jobs' output in
+a build log, and turns the client's events into Home Assistant state.  The client
+reconnects by itself in the background, so setting an entry up never waits for the
+server.  What a person must act on is said once: a revoked pairing starts
+reauthentication; a changed server key or a second installation with our identity
+becomes a repair issue.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util.hass_dict import HassKey
 
 from .artifacts import write_config_bundle
+from .build_logs import BuildLogs
 from .const import (
     CONF_KEEP_LAST,
     CONF_PIN,
@@ -63,6 +66,8 @@ _LOGGER = logging.getLogger(__name__)
 
 OUTPUT_TAIL_LINES = 3
 KEEP_JOBS = 100  # jobs whose configuration and output tail we remember
+#: The subject of a clean's build log (failed logs are kept per subject).
+CLEAN_SUBJECT = "action: clean build environment"
 
 IDENTITY_STORAGE_KEY = f"{DOMAIN}.identity"
 IDENTITY_STORAGE_VERSION = 1
@@ -123,6 +128,14 @@ type RemoteBuildConfigEntry = ConfigEntry[RemoteBuildData]
 
 
 @dataclass(frozen=True, slots=True)
+class _OurJob:
+    """A job this link started: a build of a configuration, or a clean (``None``)."""
+
+    configuration: str | None
+    esphome_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FlashProgress:
     """Where the latest flash of one of this server's builds stands."""
 
@@ -140,10 +153,12 @@ class RemoteBuildLink:
         entry: RemoteBuildConfigEntry,
         identity: Identity,
         store: BuildStore,
+        logs: BuildLogs,
     ) -> None:
         self._hass = hass
         self._entry = entry
         self.store = store
+        self._logs = logs
         self._client = PeerLinkClient(
             async_get_clientsession(hass),
             entry.data[CONF_HOST],
@@ -154,7 +169,7 @@ class RemoteBuildLink:
         )
         self.last_job: JobStateChanged | None = None
         self.flash: FlashProgress | None = None
-        self._configurations: dict[str, str] = {}
+        self._jobs: dict[str, _OurJob] = {}
         self._in_flight: set[str] = set()
         self._output: dict[str, deque[str]] = {}
         self._listeners: list[Callable[[], None]] = []
@@ -226,7 +241,13 @@ class RemoteBuildLink:
 
     def configuration_of(self, job_id: str) -> str | None:
         """Return the configuration of a job submitted since this entry was loaded."""
-        return self._configurations.get(job_id)
+        job = self._jobs.get(job_id)
+        return job.configuration if job is not None else None
+
+    def esphome_version_of(self, job_id: str) -> str | None:
+        """Return the ESPHome version a build asked for (``None``: the server's own)."""
+        job = self._jobs.get(job_id)
+        return job.esphome_version if job is not None else None
 
     def failure_reason(self, job: JobStateChanged) -> str:
         """Explain a failed job: the server's message, else the tail of its output."""
@@ -246,11 +267,15 @@ class RemoteBuildLink:
         await self._client.start()
 
     async def async_stop(self) -> None:
-        """Say goodbye to the server and stop reconnecting."""
+        """Say goodbye to the server and stop reconnecting; close our jobs' logs."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         await self._client.stop()
+        for job_id in self._jobs:
+            # What the server still sends for them is not heard any more.
+            self._logs.end(job_id, "not followed to its end: the link to the server stopped")
+        await self._logs.async_flush()
 
     @callback
     def reconnect_now(self) -> None:
@@ -271,33 +296,84 @@ class RemoteBuildLink:
 
     # --- jobs ---------------------------------------------------------------------------
 
-    async def async_submit(self, config_dir: Path, configuration: str) -> str:
+    async def async_submit(
+        self, config_dir: Path, configuration: str, *, esphome_version: str | None = None
+    ) -> str:
         """Bundle a device configuration off the loop, submit it, and return the job's id.
 
-        The id is chosen and remembered before the upload: the server's first state
-        change can arrive before the upload call returns, and its event should already
-        name the configuration.  The bundle holds secrets: it lives in the store's
-        private scratch folder and is removed whatever happens.
+        ``esphome_version`` (already checked: ``is_valid_esphome_version``) asks the
+        server to build with that ESPHome version; ``None`` builds with its own.  The id
+        is chosen and remembered, and its log started, before the upload: the server's
+        first state change can arrive before the upload call returns, and its event
+        should already name the configuration.  The bundle holds secrets: it lives in the
+        store's private scratch folder and is removed whatever happens.
         """
         await self.async_wait_connected()
-        job_id = new_job_id()
-        self._configurations[job_id] = configuration
-        if len(self._configurations) > KEEP_JOBS:  # an entry lives for months: stay bounded
-            oldest = next(iter(self._configurations))
-            del self._configurations[oldest]
-            self._output.pop(oldest, None)
+        job_id = self._start_job(
+            _OurJob(configuration, esphome_version), f"configuration: {configuration}"
+        )
         try:
             async with self.store.async_temporary_file("bundle.tar.gz") as bundle:
                 await self._hass.async_add_executor_job(
                     write_config_bundle, config_dir, configuration, bundle
                 )
-                await self._client.submit_job(bundle, configuration, job_id=job_id)
+                await self._client.submit_job(
+                    bundle, configuration, job_id=job_id, esphome_version=esphome_version
+                )
         except BaseException:
-            del self._configurations[job_id]
+            self._forget_job(job_id)
             raise
+        self._follow(job_id)
+        return job_id
+
+    async def async_clean_build_environment(self) -> str:
+        """Ask the server to wipe its build environment; return the clean's job id.
+
+        The clean is a job like a build (events, output, log, ``async_wait_for_job``);
+        a server that does not offer it is refused before anything is sent.
+        """
+        await self.async_wait_connected()
+        job_id = self._start_job(_OurJob(None), CLEAN_SUBJECT)
+        try:
+            await self._client.reset_build_env(job_id=job_id)
+        except BaseException:
+            self._forget_job(job_id)
+            raise
+        self._follow(job_id)
+        return job_id
+
+    def _start_job(self, job: _OurJob, subject: str) -> str:
+        """Choose a job's id, remember the job and start its log (before anything is sent)."""
+        job_id = new_job_id()
+        self._jobs[job_id] = job
+        if len(self._jobs) > KEEP_JOBS:  # an entry lives for months: stay bounded
+            oldest = next(iter(self._jobs))
+            del self._jobs[oldest]
+            self._output.pop(oldest, None)
+            self._logs.end(oldest, "no longer followed (too many newer jobs)")
+        info = self.server_info
+        details = {"server": self.title}
+        if job.esphome_version is not None:
+            details["esphome_version"] = f"{job.esphome_version} (requested)"
+        elif info is not None and info.esphome_version:
+            details["esphome_version"] = f"{info.esphome_version} (the server's own)"
+        self._logs.start(job_id, subject, details)
+        return job_id
+
+    def _forget_job(self, job_id: str) -> None:
+        """Forget a job the server never took: no memory of it, and no log."""
+        self._jobs.pop(job_id, None)
+        self._output.pop(job_id, None)
+        self._logs.discard(job_id)
+
+    def _follow(self, job_id: str) -> None:
+        """Count an accepted job against the server's load until its end arrives."""
         if (status := self.job_status(job_id)) is None or not status.is_terminal:
             self._in_flight.add(job_id)
-        return job_id
+
+    async def async_log(self, job_id: str) -> Path | None:
+        """Return the build log of a job with everything received so far, if there is one."""
+        return await self._logs.async_log_of(job_id)
 
     async def async_wait_for_job(self, job_id: str, timeout: float) -> JobStateChanged:
         """Wait until a job ends (or the session is lost)."""
@@ -362,11 +438,14 @@ class RemoteBuildLink:
         self._notify()
 
     def _on_output(self, event: JobOutput) -> None:
-        """Keep the last lines of our jobs' output.
+        """Write our jobs' output to their logs, and keep the last lines at hand.
 
         They explain a failure the server reports without an error message (a compile error).
         """
-        if event.job_id in self._configurations and (line := event.line.strip()):
+        if event.job_id not in self._jobs:
+            return
+        self._logs.append(event.job_id, event.line)
+        if line := event.line.strip():
             self._output.setdefault(event.job_id, deque(maxlen=OUTPUT_TAIL_LINES)).append(line)
 
     def _on_connected(self, event: Connected) -> None:
@@ -416,6 +495,12 @@ class RemoteBuildLink:
         self.last_job = event
         if event.status.is_terminal:
             self._in_flight.discard(event.job_id)
+            outcome = event.status.value
+            if event.error_message:
+                outcome += f": {event.error_message}"
+            if event.failure_reason:
+                outcome += f" (failure reason: {event.failure_reason})"
+            self._logs.end(event.job_id, outcome)
         self._hass.bus.async_fire(
             EVENT_JOB,
             {

@@ -26,6 +26,7 @@ import probatio
 
 from .configurations import check_configuration, configuration_dir
 from .const import (
+    CLEAN_WAIT_TIMEOUT,
     DATA_STORE,
     DOMAIN,
     KEEP_LAST_MAX,
@@ -41,8 +42,8 @@ from .flash import (
     resolve_target,
 )
 from .fleet import async_get_fleet
-from .install import async_finish_build
-from .link import RemoteBuildConfigEntry
+from .install import async_finish_build, checked_esphome_version
+from .link import RemoteBuildConfigEntry, RemoteBuildLink
 from .peerlink import JobStatus, is_valid_job_id
 from .stored_build import StoredBuild
 
@@ -51,6 +52,7 @@ SERVICE_DOWNLOAD_ARTIFACTS = "download_artifacts"
 SERVICE_CANCEL_BUILD = "cancel_build"
 SERVICE_DELETE_ARTIFACTS = "delete_artifacts"
 SERVICE_FLASH = "flash"
+SERVICE_CLEAN_BUILD_ENVIRONMENT = "clean_build_environment"
 
 ATTR_CONFIGURATION = "configuration"
 ATTR_WAIT = "wait"
@@ -60,6 +62,8 @@ ATTR_DEVICE_NAME = "device_name"
 ATTR_FLASH = "flash"
 ATTR_IMAGE = "image"
 ATTR_VERIFY = "verify"
+ATTR_ESPHOME_VERSION = "esphome_version"
+ATTR_LOG = "log"
 
 # A refused value is quoted in the message; a pasted novel is not.
 _QUOTE_MAX = 64
@@ -80,6 +84,13 @@ SUBMIT_BUILD_SCHEMA = probatio.Schema(
         probatio.Required(ATTR_CONFIGURATION): cv.string,
         probatio.Optional(ATTR_WAIT, default=False): cv.boolean,
         probatio.Optional(ATTR_FLASH): probatio.Schema(FLASH_TARGET_FIELDS),
+        probatio.Optional(ATTR_ESPHOME_VERSION): cv.string,
+    }
+)
+CLEAN_BUILD_ENVIRONMENT_SCHEMA = probatio.Schema(
+    {
+        probatio.Required(ATTR_CONFIG_ENTRY_ID): cv.string,
+        probatio.Optional(ATTR_WAIT, default=False): cv.boolean,
     }
 )
 FLASH_SCHEMA = probatio.Schema(
@@ -138,10 +149,17 @@ async def async_download_build(entry: RemoteBuildConfigEntry, job_id: str) -> St
         return await entry.runtime_data.link.async_download(job_id)
 
 
+async def _build_response(link: RemoteBuildLink, stored: StoredBuild) -> dict[str, Any]:
+    """Shape a stored build as a response that names its build log (``None``: no log)."""
+    log = await link.async_log(stored.job_id)
+    return {**stored.as_response(), ATTR_LOG: str(log) if log is not None else None}
+
+
 async def _async_submit_build(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
     entry = _loaded_entry(hass, call)
     link = entry.runtime_data.link
     name: str = call.data[ATTR_CONFIGURATION]
+    esphome_version = checked_esphome_version(call.data.get(ATTR_ESPHOME_VERSION))
     # A flash target is checked before the build: a typo should not cost a compile.
     target: FlashTarget | None = None
     if ATTR_FLASH in call.data:
@@ -149,12 +167,12 @@ async def _async_submit_build(hass: HomeAssistant, call: ServiceCall) -> Service
     config_dir = configuration_dir(hass)
     await hass.async_add_executor_job(check_configuration, config_dir, name)
     with translated_errors(configuration=quoted(name), server=entry.title):
-        job_id = await link.async_submit(config_dir, name)
+        job_id = await link.async_submit(config_dir, name, esphome_version=esphome_version)
     if not call.data[ATTR_WAIT] and target is None:
         status = link.job_status(job_id) or JobStatus.QUEUED
         return {"job_id": job_id, "status": status.value}
     stored = await async_finish_build(link, job_id, name)
-    response: dict[str, Any] = {**stored.as_response(), "status": JobStatus.COMPLETED.value}
+    response = {**await _build_response(link, stored), "status": JobStatus.COMPLETED.value}
     if target is not None:
         response[ATTR_FLASH] = await async_flash_build(hass, stored, target, ImageKind.APPLICATION)
     return response
@@ -163,7 +181,7 @@ async def _async_submit_build(hass: HomeAssistant, call: ServiceCall) -> Service
 async def _async_download_artifacts(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
     entry = _loaded_entry(hass, call)
     stored = await async_download_build(entry, checked_job_id(call.data[ATTR_JOB_ID]))
-    return stored.as_response()
+    return await _build_response(entry.runtime_data.link, stored)
 
 
 async def _async_cancel_build(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
@@ -175,6 +193,35 @@ async def _async_cancel_build(hass: HomeAssistant, call: ServiceCall) -> Service
     # Cancelling is fire-and-forget on the wire; the outcome arrives as a job event.
     status = link.job_status(job_id)
     return {"job_id": job_id, "status": status.value if status is not None else None}
+
+
+async def _async_clean_build_environment(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
+    entry = _loaded_entry(hass, call)
+    link = entry.runtime_data.link
+    with translated_errors(server=entry.title):
+        job_id = await link.async_clean_build_environment()
+    if not call.data[ATTR_WAIT]:
+        status = link.job_status(job_id) or JobStatus.QUEUED
+        return {"job_id": job_id, "status": status.value}
+    with translated_errors(job_id=job_id, server=entry.title):
+        try:
+            final = await link.async_wait_for_job(job_id, CLEAN_WAIT_TIMEOUT)
+        except TimeoutError:
+            raise service_error("clean_wait_timeout", job_id=job_id, server=entry.title) from None
+    log = await link.async_log(job_id)
+    if final.status is not JobStatus.COMPLETED:
+        raise service_error(
+            "clean_failed",
+            job_id=job_id,
+            server=entry.title,
+            output=link.failure_reason(final) or final.status.value,
+            log=str(log or "-"),
+        )
+    return {
+        "job_id": job_id,
+        "status": final.status.value,
+        ATTR_LOG: str(log) if log is not None else None,
+    }
 
 
 async def _async_delete_artifacts(hass: HomeAssistant, call: ServiceCall) -> ServiceResponse:
@@ -230,6 +277,10 @@ def async_setup_services(hass: HomeAssistant) -> None:
         SERVICE_CANCEL_BUILD: (_async_cancel_build, JOB_SCHEMA),
         SERVICE_DELETE_ARTIFACTS: (_async_delete_artifacts, DELETE_ARTIFACTS_SCHEMA),
         SERVICE_FLASH: (_async_flash, FLASH_SCHEMA),
+        SERVICE_CLEAN_BUILD_ENVIRONMENT: (
+            _async_clean_build_environment,
+            CLEAN_BUILD_ENVIRONMENT_SCHEMA,
+        ),
     }
     for name, (handler, schema) in handlers.items():
         hass.services.async_register(

@@ -275,7 +275,7 @@ async def test_refused_submission_is_forgotten(
         pytest.raises(SubmitRejectedError),
     ):
         await link.async_submit(esphome_dir, "esp32-demo.yaml")
-    assert link._configurations == {}
+    assert link._jobs == {}
     [bundle] = lent
     assert bundle.parent.parent == link.store.root
     assert not bundle.exists()

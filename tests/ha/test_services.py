@@ -171,12 +171,16 @@ async def test_submit_build_and_wait_fails(
     [job] = rd.jobs.values()
     assert placeholders["job_id"] == job.job_id
     if key == "build_failed":
-        # The message names the build and quotes the server's words or the output's tail.
+        # The message names the build, quotes the server's words or the output's tail, and
+        # says where the whole output is.
+        log = Path(hass.config.path(DOMAIN, "logs", f"{job.job_id}.log"))
         assert placeholders == {
             "job_id": job.job_id,
             "configuration": "esp8266-demo.yaml",
             "output": output,
+            "log": str(log),
         }
+        assert log.read_text().splitlines()[-1].startswith("# ended: failed")
     assert "{" not in str(caught.value)
 
 

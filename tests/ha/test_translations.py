@@ -37,7 +37,7 @@ from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.esphome_remote_build import config_flow, flash, install, ota
+from custom_components.esphome_remote_build import config_flow, flash, install, ota, services
 from custom_components.esphome_remote_build.artifacts import ArtifactsError, BundleError
 from custom_components.esphome_remote_build.const import CONF_PAIRING_KEY, DOMAIN
 from custom_components.esphome_remote_build.errors import CALLER_FAULT_KEYS, LIBRARY_ERRORS
@@ -255,6 +255,24 @@ CONTEXTS: dict[str, Context] = {
         lambda: library_errors(PeerLinkError, without=(DownloadError, *PAIRING_ONLY)),
         {"job_id": "job1", "server": "build-box"},
     ),
+    "clean_build_environment": Context(
+        (RemoteBuildLink, "async_clean_build_environment"),
+        {},
+        "clean_build_environment",
+        lambda: library_errors(PeerLinkError, without=DOWNLOAD_ONLY + PAIRING_ONLY),
+        {"server": "build-box"},
+    ),
+    "clean_build_environment_wait": Context(
+        (RemoteBuildLink, "async_wait_for_job"),
+        {"wait": True},
+        "clean_build_environment",
+        lambda: library_errors(PeerLinkError, without=(DownloadError, *PAIRING_ONLY)),
+        {"job_id": "job1", "server": "build-box"},
+        prepare=lambda: {
+            "target": (RemoteBuildLink, "async_clean_build_environment"),
+            "return_value": "job1",
+        },
+    ),
     "delete_artifacts_job": Context(
         (BuildStore, "async_delete"),
         {"job_id": "job1"},
@@ -303,7 +321,12 @@ async def test_library_errors_render_where_they_occur(
     context = CONTEXTS[name]
     await store_build(esp32_members(), job_id="job1")  # what flash finds in the store
     data = dict(context.data)
-    if context.service in {"submit_build", "download_artifacts", "cancel_build"}:
+    if context.service in {
+        "submit_build",
+        "download_artifacts",
+        "cancel_build",
+        "clean_build_environment",
+    }:
         data["config_entry_id"] = loaded.entry_id
     errors = context.errors()
     assert errors
@@ -368,6 +391,49 @@ async def _wait_times_out(env: Env) -> Any:
     env.rd.job_script = JobScript(hold=True)
     with patch.object(install, "BUILD_WAIT_TIMEOUT", 0.2):
         return await env.submit(wait=True)
+
+
+async def _clean(env: Env, **data: Any) -> Any:
+    return await call_service(
+        env.hass, "clean_build_environment", config_entry_id=env.entry.entry_id, **data
+    )
+
+
+async def _clean_outcome(env: Env, script: JobScript) -> Any:
+    env.rd.reset_script = script
+    return await _clean(env, wait=True)
+
+
+async def _clean_times_out(env: Env) -> Any:
+    env.rd.reset_script = JobScript(hold=True)
+    with patch.object(services, "CLEAN_WAIT_TIMEOUT", 0.2):
+        return await _clean(env, wait=True)
+
+
+async def _clean_while_building(env: Env) -> Any:
+    env.rd.job_script = JobScript(hold=True)
+    job_id = (await env.submit())["job_id"]
+    await env.rd.wait_job_status(job_id, RdStatus.RUNNING)
+    return await _clean(env)
+
+
+async def _clean_refused(env: Env) -> Any:
+    env.rd.faults.reset_refusal = "not_ready"
+    return await _clean(env)
+
+
+async def _clean_on_a_server_without_it(env: Env) -> Any:
+    """The server (an older Device Builder) does not announce reset_build_env."""
+    env.rd.reset_build_env_supported = False
+    client = client_of(env.entry)
+    await env.rd.session().drop()
+    async with asyncio.timeout(5):
+        while client.connected:
+            await asyncio.sleep(0.01)
+    await client.wait_connected(5)
+    assert client.server_info is not None
+    assert not client.server_info.reset_build_env_supported
+    return await _clean(env)
 
 
 async def _configuration_outside(env: Env) -> Any:
@@ -482,6 +548,28 @@ GLUE_ERRORS: dict[str, tuple[str, bool, Scenario]] = {
     ),
     "ota_port_required": ("ota_port_required", True, _no_default_port),
     "flash_in_progress": ("flash_in_progress", False, _flash_twice),
+    "invalid_esphome_version": (
+        "invalid_esphome_version",
+        True,
+        lambda env: env.submit(esphome_version="latest"),
+    ),
+    "esphome_version_unavailable": (
+        "esphome_version_unavailable",
+        False,
+        lambda env: env.submit(wait=True, esphome_version="2099.1.0"),
+    ),
+    "clean_failed": (
+        "clean_failed",
+        False,
+        lambda env: _clean_outcome(
+            env, JobScript(lines=["rm: denied\n"], outcome=RdStatus.FAILED, error_message="x")
+        ),
+    ),
+    "clean_wait_timeout": ("clean_wait_timeout", False, _clean_times_out),
+    # Library refusals of a clean, each made to happen through the action.
+    "clean_not_supported": ("clean_not_supported", True, _clean_on_a_server_without_it),
+    "clean_busy": ("clean_busy", False, _clean_while_building),
+    "clean_rejected": ("clean_rejected", False, _clean_refused),
 }
 
 
