@@ -11,6 +11,9 @@ What a log holds:
 
 * a header (``# …`` lines: the job, what it builds, the server, when it started) and, once
   the job ended, a footer (``# ended: …``);
+* colour codes removed: terminal colour sequences, and the ``\033[…m`` text that ESPHome
+  writes in their place when the Device Builder runs it with ``--dashboard`` (it does for
+  every job);
 * progress bars collapsed: a line that ends in a bare ``\r`` replaces the previous such
   line instead of adding one, and the last state is written when a full line follows
   (or the job ends); within a line only what follows its last ``\r`` is kept, as a
@@ -38,6 +41,7 @@ import itertools
 import logging
 import os
 from pathlib import Path
+import re
 import stat
 
 from .peerlink import is_valid_job_id
@@ -62,6 +66,13 @@ _META_MAX_CHARS = 500
 _SUBJECT_READ_BYTES = 2048
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
+# A colour code (SGR) as the terminal gets it, or as ESPHome's --dashboard mode writes it.
+_COLOUR_RE = re.compile(r"(?:\x1b|\\033)\[[0-9;]*m")
+
+
+def strip_colours(text: str) -> str:
+    r"""Remove colour codes from a line of output (real ones and ``\033[…m`` text)."""
+    return _COLOUR_RE.sub("", text) if "[" in text else text
 
 
 def _utcnow() -> datetime:
@@ -194,6 +205,7 @@ class BuildLogs:
         if not self.is_open(job_id):
             return
         log = self._logs[job_id]
+        line = strip_colours(line)
         if line.endswith("\r"):  # a progress bar: replaces the previous state
             if shown := _shown(line.rstrip("\r")):
                 log.progress = shown

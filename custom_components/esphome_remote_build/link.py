@@ -30,7 +30,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util.hass_dict import HassKey
 
 from .artifacts import write_config_bundle
-from .build_logs import BuildLogs
+from .build_logs import BuildLogs, strip_colours
 from .const import (
     CONF_KEEP_LAST,
     CONF_PIN,
@@ -445,7 +445,7 @@ class RemoteBuildLink:
         if event.job_id not in self._jobs:
             return
         self._logs.append(event.job_id, event.line)
-        if line := event.line.strip():
+        if line := strip_colours(event.line).strip():
             self._output.setdefault(event.job_id, deque(maxlen=OUTPUT_TAIL_LINES)).append(line)
 
     def _on_connected(self, event: Connected) -> None:

@@ -119,6 +119,21 @@ async def test_both_streams_and_progress_bars(
     assert body(log) == ["INFO Compiling", "[100%] x", "Linking", "warning: y"]
 
 
+async def test_a_failure_quotes_its_output_without_colour_codes(
+    hass: HomeAssistant, loaded: MockConfigEntry, rd: ReceiverDouble, esphome_dir: Path
+) -> None:
+    """The Device Builder runs ESPHome with --dashboard: colours arrive as \\033[…m text."""
+    rd.job_script = JobScript(
+        lines=["\\033[32mINFO Compiling\\033[0m\n", "\\033[31mERROR x.cpp:3: boom\\033[0m\n"],
+        outcome=RdStatus.FAILED,
+    )
+    with pytest.raises(HomeAssistantError) as caught:
+        await _submit(hass, loaded, "esp8266-demo.yaml", wait=True)
+    placeholders = caught.value.translation_placeholders or {}
+    assert placeholders["output"] == "INFO Compiling | ERROR x.cpp:3: boom"
+    assert body(Path(placeholders["log"])) == ["INFO Compiling", "ERROR x.cpp:3: boom"]
+
+
 async def test_a_refused_submission_leaves_no_log(
     hass: HomeAssistant, loaded: MockConfigEntry, esphome_dir: Path
 ) -> None:

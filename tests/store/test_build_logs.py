@@ -82,6 +82,11 @@ async def test_header_lines_and_footer(make_logs: Callable[..., BuildLogs]) -> N
         (["a\n", "1/3\r", "3/3\r"], ["a", "3/3"]),
         # inside a line, a terminal shows what follows the last carriage return
         (["10%\r20%\r30%\n"], ["30%"]),
+        # colour codes go, real ones and the text ESPHome writes for them with --dashboard
+        (
+            ["\\033[32mINFO Done!\\033[0m\n", "\x1b[1;31mERROR x\x1b[0m\n", "list[1m]\n"],
+            ["INFO Done!", "ERROR x", "list[1m]"],
+        ),
         # empty lines are output too
         (["a\n", "\n", "b\r\n"], ["a", "", "b"]),
     ],
