@@ -64,6 +64,7 @@ KEEP_UNSTORED = 50
 _RESERVE = 4096  # header, the note of what was left out, and the footer
 _META_MAX_CHARS = 500
 _SUBJECT_READ_BYTES = 2048
+_FAILED_REMEMBERED = 1000
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 # A colour code (SGR) as the terminal gets it, or as ESPHome's --dashboard mode writes it.
@@ -337,6 +338,8 @@ class BuildLogs:
                     self._append_blocking(step)
             except OSError as err:
                 if step.job_id not in self._failed:
+                    if len(self._failed) >= _FAILED_REMEMBERED:  # a disk gone for months
+                        self._failed.clear()
                     self._failed.add(step.job_id)
                     _LOGGER.warning("Cannot write the build log of job %s: %s", step.job_id, err)
         if ended:
