@@ -62,6 +62,7 @@ async def test_the_form_offers_the_device_yaml_files(
             "configuration",
             "wait",
             "flash",
+            "esphome_version",
         }
 
         await tick(hass)  # nothing changed: nothing is published again
