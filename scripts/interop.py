@@ -64,6 +64,8 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "failed build, unknown job": ("test_peerlink_real::test_unknown_job_and_failed_build",),
     "cancel": ("test_peerlink_real::test_cancel_a_running_build",),
     "HA end to end": ("test_ha_real::",),
+    "HA update entity": ("test_update_real::",),
+    "ESPHome version, clean": ("test_build_options_real::",),
 }
 UNMAPPED = "unmapped"
 PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"

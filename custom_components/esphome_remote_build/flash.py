@@ -36,7 +36,12 @@ from .ota import (
     default_ota_port,
 )
 from .stored_build import StoredBuild
-from .verify import Outcome, Verification, async_verify_device
+from .verify import (
+    Outcome,
+    Verification,
+    async_announced_config_hash,
+    async_verify_device,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -233,6 +238,12 @@ async def async_flash_build(
         _LOGGER.info(
             "Flashing %s of build %s to %s port %s", image.name, stored.job_id, target.host, port
         )
+        # What the device announces now: only a change after the upload is evidence.
+        announced_before = (
+            await async_announced_config_hash(hass, node_name or stored.device_name)
+            if verify
+            else None
+        )
         try:
             result = await async_flash(
                 target.host,
@@ -265,7 +276,11 @@ async def async_flash_build(
         if verify and ota_type is OTAType.APPLICATION:
             reporter.report(FlashStatus.VERIFYING, 100)
             verification = await async_verify_device(
-                hass, target.esphome_entry_id, node_name or stored.device_name, stored.build_info
+                hass,
+                target.esphome_entry_id,
+                node_name or stored.device_name,
+                stored.build_info,
+                announced_before=announced_before,
             )
             reporter.report(
                 FlashStatus.VERIFIED if verification.verified else FlashStatus.NOT_VERIFIED, 100

@@ -65,7 +65,7 @@ def _runs(firmware: RunningFirmware | None, build: BuildInfo) -> bool:
     )
 
 
-async def _announced_config_hash(hass: HomeAssistant, node_name: str) -> str | None:
+async def async_announced_config_hash(hass: HomeAssistant, node_name: str) -> str | None:
     """Ask mDNS for the device's announced ``config_hash`` (None when nobody answers)."""
     try:
         from homeassistant.components import zeroconf  # noqa: PLC0415 - optional dependency
@@ -88,13 +88,17 @@ async def async_verify_device(
     node_name: str,
     build: BuildInfo | None,
     *,
+    announced_before: str | None = None,
     timeout: float | None = None,
 ) -> Verification:
     """Wait until the device behind an ``esphome`` entry proves it runs ``build``.
 
     Returns (never raises) the outcome: verified, back with other firmware, or not back
     before the deadline; a build without ``build_info.json`` cannot be verified.  Without
-    an ``esphome`` entry (a device flashed by address) only its mDNS announcement counts.
+    an ``esphome`` entry (a device flashed by address) only its mDNS announcement counts,
+    and only as a *change*: ``announced_before`` is the hash it announced before the
+    upload, and a cached record of the old firmware (or a build whose configuration did
+    not change) proves nothing.
     """
     if build is None:
         return Verification(Outcome.NO_BUILD_INFO)
@@ -116,17 +120,14 @@ async def async_verify_device(
                     "esphome_version": build.esphome_version,
                     "compilation_time": build.compilation_time,
                 }
-                announced = await _announced_config_hash(hass, node_name)
-                if announced == build.config_hash_hex:
-                    evidence["config_hash"] = announced
                 return Verification(Outcome.VERIFIED, evidence)
             seen_other = device.firmware
             other_since = other_since or time.monotonic()
         now = time.monotonic()
-        if now >= next_mdns:
+        if announced_before != build.config_hash_hex and now >= next_mdns:
             # A device whose API Home Assistant does not reach may still announce itself.
             next_mdns = now + 5.0
-            if await _announced_config_hash(hass, node_name) == build.config_hash_hex:
+            if await async_announced_config_hash(hass, node_name) == build.config_hash_hex:
                 return Verification(Outcome.VERIFIED, {"config_hash": build.config_hash_hex})
         rolled_back = other_since is not None and now - other_since >= OTHER_FIRMWARE_GRACE
         if rolled_back or now >= deadline:

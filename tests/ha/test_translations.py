@@ -702,16 +702,22 @@ async def _reauth_succeeds(hass: HomeAssistant, rd: ReceiverDouble, identity: Id
     entry.add_to_hass(hass)
     rd.add_peer(identity.dashboard_id, identity.pin_sha256)
     result = await entry.start_reauth_flow(hass)
-    return await pair(hass, await hass.config_entries.flow.async_configure(result["flow_id"], {}))
+    result = await pair(hass, await hass.config_entries.flow.async_configure(result["flow_id"], {}))
+    await hass.async_block_till_done()  # the entry reloads with the new pairing
+    await hass.config_entries.async_unload(entry.entry_id)
+    return result
 
 
 async def _reconfigure_succeeds(hass: HomeAssistant, rd: ReceiverDouble, *_: Any) -> Any:
     entry = make_entry(rd)
     entry.add_to_hass(hass)
     result = await entry.start_reconfigure_flow(hass)
-    return await hass.config_entries.flow.async_configure(
+    result = await hass.config_entries.flow.async_configure(
         result["flow_id"], {CONF_HOST: rd.host, CONF_PORT: rd.port}
     )
+    await hass.async_block_till_done()  # the entry reloads at its (same) address
+    await hass.config_entries.async_unload(entry.entry_id)
+    return result
 
 
 async def _txt_without_pin(hass: HomeAssistant, rd: ReceiverDouble, *_: Any) -> FlowResult:

@@ -92,3 +92,35 @@ async def test_a_host_target_is_verified_by_its_announcement(
                 await call
             assert caught.value.translation_key == "not_verified_not_back"
         assert device.ota_sessions  # the image really went over the air
+
+
+async def test_an_old_announcement_of_the_same_configuration_proves_nothing(
+    hass: HomeAssistant,
+    component: None,
+    store_build: StoreBuild,
+    loopback_zeroconf: AsyncZeroconf,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ESPHome upgrade of an unchanged YAML keeps the config hash: the record the
+    device announced before the upload (still cached) must not count as proof."""
+    monkeypatch.setattr(verify, "VERIFY_TIMEOUT", 6.0)
+    info = build_info(NAME, "2026.10.0", build_time=1_790_002_000, config_hash=0x00C0FFEE)
+    stored = await store_build(members_with(firmware_image(info), build_json(info)), "same1")
+    async with DeviceEmulator(
+        name=NAME,
+        mac="AA:BB:CC:00:00:08",
+        mdns=True,
+        config_hash=0x00C0FFEE,  # the same configuration, older ESPHome
+        never_returns=True,
+        clean_shutdown=False,  # gone without a goodbye: caches keep its old record
+    ) as device:
+        with pytest.raises(HomeAssistantError) as caught:
+            await call_service(
+                hass,
+                "flash",
+                job_id=stored.job_id,
+                host=device.host,
+                port=device.ota_port,
+                verify=True,
+            )
+        assert caught.value.translation_key == "not_verified_not_back"

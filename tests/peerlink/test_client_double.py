@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from custom_components.esphome_remote_build.peerlink import (
+    BuildGoneError,
     Connected,
     Disconnected,
     DownloadError,
@@ -434,7 +435,7 @@ async def test_chunk_before_start_is_ignored(
     ("reason", "exc"),
     [
         ("pack_failed", DownloadRejectedError),
-        ("build_dir_missing", UnknownJobError),
+        ("build_dir_missing", BuildGoneError),
         ("stream_failed", DownloadRejectedError),
     ],
 )

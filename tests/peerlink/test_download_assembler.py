@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from custom_components.esphome_remote_build.peerlink import (
+    BuildGoneError,
     DownloadBusyError,
     DownloadError,
     DownloadIntegrityError,
@@ -181,7 +182,7 @@ async def test_bad_streams_leave_nothing(tmp_path: Path, mutate: Any, reason: st
     ("reason", "exc"),
     [
         ("unknown_job", UnknownJobError),
-        ("build_dir_missing", UnknownJobError),
+        ("build_dir_missing", BuildGoneError),
         ("job_not_completed", JobNotCompletedError),
         ("duplicate_download", DownloadBusyError),
         ("busy", DownloadBusyError),

@@ -27,6 +27,7 @@ import time
 from typing import IO
 
 from .errors import (
+    BuildGoneError,
     DownloadBusyError,
     DownloadError,
     DownloadIntegrityError,
@@ -49,7 +50,7 @@ _OFFSET_RE = re.compile(r"^0x[0-9a-fA-F]{1,16}$")
 
 _REJECT_TYPES: dict[str, type[DownloadRejectedError]] = {
     "unknown_job": UnknownJobError,
-    "build_dir_missing": UnknownJobError,
+    "build_dir_missing": BuildGoneError,
     "job_not_completed": JobNotCompletedError,
     "duplicate_download": DownloadBusyError,
     "busy": DownloadBusyError,

@@ -276,3 +276,13 @@ class NoPeerLinkError(CannotConnectError):
     """
 
     key = "server_too_old"
+
+
+class BuildGoneError(DownloadRejectedError):
+    """The server knows the job but no longer has (or cannot pack) its build files.
+
+    Swept after its time-to-live, or the server could not pack what its compiler wrote
+    (older Device Builders with ESPHome 2026.10's ESP8266 builds): building again helps.
+    """
+
+    key = "build_gone"
