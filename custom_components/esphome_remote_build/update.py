@@ -148,7 +148,12 @@ class RemoteBuildUpdateEntity(UpdateEntity):
 
     @property
     def available(self) -> bool:
-        """An update needs a device that is online and a server that is connected."""
+        """An update needs a device that is online and a server that is connected.
+
+        While an install runs the entity stays available: the device's reboot is part of it.
+        """
+        if self._attr_in_progress:
+            return True
         return self._device.available and any(link.connected for link in self._fleet.links())
 
     @property
@@ -272,6 +277,14 @@ class RemoteBuildUpdateEntity(UpdateEntity):
             if self.hass is not None:
                 self.async_write_ha_state()
 
+    async def async_update(self) -> None:
+        """Read the YAML files and the stored builds again (``homeassistant.update_entity``).
+
+        They are also read every minute and after each install; this is the way not to wait.
+        """
+        await self._fleet.async_refresh_configs()
+        await self._async_refresh_stored()
+
     async def _async_refresh_stored(self) -> None:
         builds = await self.hass.data[DATA_STORE].async_list()
         self._stored = [build for build in builds if build.device_name == self._device.name]
@@ -293,8 +306,11 @@ class RemoteBuildUpdateEntity(UpdateEntity):
         """Build (or take the stored build ``version``), flash it, and verify it."""
         self._progress(None)
         try:
+            # The files as they are now: the build uses them, so the record must too.
+            await self._fleet.async_refresh_configs()
+            config = self._fleet.config_for(self._device) or self._config
             await async_install(
-                self.hass, self._fleet, self._device, self._config, self._progress, job_id=version
+                self.hass, self._fleet, self._device, config, self._progress, job_id=version
             )
         finally:
             self._attr_in_progress = False

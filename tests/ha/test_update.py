@@ -17,6 +17,7 @@ from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import device_registry as dr, entity_registry as er
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -407,3 +408,24 @@ async def test_the_entity_goes_when_its_yaml_goes(
     await hass.async_block_till_done()
     assert hass.states.get(ENTITY) is None
     assert er.async_get(hass).async_get(ENTITY) is None
+
+
+async def test_update_entity_service_reads_the_yaml_again_at_once(
+    hass: HomeAssistant,
+    fleet_ready: MockConfigEntry,
+    esphome_dir: Path,
+    paired: ReceiverDouble,
+    tmp_path: Path,
+) -> None:
+    paired.set_artifacts(artifacts_for(tmp_path, build_info(NAME, build_time=1_790_000_800)))
+    await install(hass)
+    assert hass.states.get(ENTITY).state == "off"
+    wifi = esphome_dir / "common" / "wifi.yaml"
+    wifi.write_text(wifi.read_text() + "\n  power_save_mode: light\n")
+    await async_setup_component(hass, "homeassistant", {})
+    await hass.services.async_call(
+        "homeassistant", "update_entity", {ATTR_ENTITY_ID: ENTITY}, blocking=True
+    )
+    await hass.async_block_till_done()
+    assert hass.states.get(ENTITY).state == "on"
+    assert attributes(hass)["release_summary"] == "Configuration changed: common/wifi.yaml"
