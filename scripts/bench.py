@@ -1,16 +1,18 @@
 """Benchmark of our artifacts download and OTA upload against their ceilings (issue #5).
 
-Started by ``scripts/bench`` inside a loopback-only network namespace. It starts the real
-Device Builder (stand-in compiler), pairs with it, has it build one ESP8266 device per
-size with an incompressible firmware image of that size, then downloads each build with
-our client and with a bare baseline client (``bench_download.py``), alternating which
-goes first. Then it uploads one incompressible image to the OTA device emulator with our
-client (``bench_ota.py``) and with ESPHome's ``espota2`` (``bench_espota.py``).
+Started by ``scripts/bench`` inside a loopback-only network namespace; ``--only`` picks
+the measurements (default: both, in this order):
 
-Every measurement runs in a fresh worker process, so CPU time, peak RSS and event-loop
-stalls belong to that one transfer; the server (Device Builder or emulator) runs in
-another process. Prints a table, then one JSON line. Everything it starts is stopped and
-its temporary directory removed on exit and on Ctrl-C / SIGTERM.
+* ``downloads`` — the real Device Builder (stand-in compiler) builds one ESP8266 device
+  per size with an incompressible firmware image of that size; each build is downloaded
+  with our client and with a bare baseline client (``bench_download.py``), alternating
+  which goes first. Every download is a fresh worker process, so CPU time, peak RSS and
+  event-loop stalls belong to that one transfer; the server runs in another process.
+* ``ota`` — one incompressible image to the OTA device emulator with our client
+  (``bench_ota.py``) and with ESPHome's ``espota2`` (``bench_espota.py``), fresh workers.
+
+Prints tables, then one JSON line. Everything it starts is stopped and its temporary
+directory removed on exit and on Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from scripts.bench_report import (
 from tests.support.ota_emulator import DeviceConfig, OTADeviceEmulator
 from tests.support.real_builder import BUILDER_PYTHON, REPO_ROOT, RealBuilder
 
+MEASUREMENTS = ("downloads", "ota")
 DEFAULT_SIZES = (1.0, 16.0, 64.0)
 DEFAULT_REPEAT = 5
 DEFAULT_OTA_MIB = 1.5
@@ -295,36 +298,62 @@ class Bench:
                 raise BenchError(f"{client}: the emulator got a bad session {record.summary()}")
 
 
-NOTES = [
-    "each measurement is a fresh worker process; the server runs in its own process",
+#: Method notes, each with the measurements it belongs to (printed when one of them ran).
+NOTES: list[tuple[str, tuple[str, ...]]] = [
     (
-        "stream = first artifacts frame to the end (download_artifacts returning: verified, "
-        "renamed into place); end-to-end adds the server packing the tarball after the request"
+        "each measurement is a fresh worker process; the server runs in its own process",
+        ("downloads", "ota"),
     ),
     (
-        "baseline = same handshake + request via peerlink.channel.open_channel, then only "
-        "decrypt + JSON parse + base64-decode per frame; decoded bytes counted and dropped"
+        (
+            "stream = first artifacts frame to the end (download_artifacts returning: verified, "
+            "renamed into place); end-to-end adds the server packing the tarball after the "
+            "request"
+        ),
+        ("downloads",),
     ),
     (
-        "CPU/MiB = time.process_time() of the worker over the stream window (the stall "
-        "probe's ticks, ~5 % of a core, included for both clients)"
-    ),
-    "peak RSS growth: {rss}",
-    "max stall = largest lateness of a 1 ms asyncio.sleep loop during the transfer",
-    (
-        "OTA: emulator v2, no compression (device config default), no password, no Noise; "
-        "{ota_mib:g} MiB incompressible image; time around async_flash / espota2.run_ota "
-        "in their worker, espota2's post-success time.sleep(1) recorded, not slept"
+        (
+            "baseline = same handshake + request via peerlink.channel.open_channel, then only "
+            "decrypt + JSON parse + base64-decode per frame; decoded bytes counted and dropped"
+        ),
+        ("downloads",),
     ),
     (
-        "downloads: medians over {repeat} worker processes per client and size (range in "
-        "brackets; worst value for RSS and stalls), client order alternated, 1 warm-up "
-        "download not counted"
+        (
+            "CPU/MiB = time.process_time() of the worker over the stream window (the stall "
+            "probe's ticks, ~5 % of a core, included for both clients)"
+        ),
+        ("downloads",),
+    ),
+    ("peak RSS growth: {rss}", ("downloads",)),
+    (
+        "max stall = largest lateness of a 1 ms asyncio.sleep loop during the transfer",
+        ("downloads", "ota"),
     ),
     (
-        "OTA: medians over {repeat} worker processes x {ota_count} uploads per client, "
-        "client order alternated; our stall is measured in 1 extra upload per process, "
-        "as the probe's ticks cost CPU that the timed uploads (and espota2) do not pay"
+        (
+            "OTA: emulator v2, no compression (device config default), no password, no Noise; "
+            "{ota_mib:g} MiB incompressible image; time around async_flash / espota2.run_ota "
+            "in their worker, espota2's post-success time.sleep(1) recorded, not slept"
+        ),
+        ("ota",),
+    ),
+    (
+        (
+            "downloads: medians over {repeat} worker processes per client and size (range in "
+            "brackets; worst value for RSS and stalls), client order alternated, 1 warm-up "
+            "download not counted"
+        ),
+        ("downloads",),
+    ),
+    (
+        (
+            "OTA: medians over {repeat} worker processes x {ota_count} uploads per client, "
+            "client order alternated; our stall is measured in 1 extra upload per process, "
+            "as the probe's ticks cost CPU that the timed uploads (and espota2) do not pay"
+        ),
+        ("ota",),
     ),
 ]
 
@@ -353,15 +382,20 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, task, sig)
     machine = machine_info()
+    only: set[str] = args.only
     work = Path(tempfile.mkdtemp(prefix="erb-bench-"))
+    downloads: dict[float, dict[str, DownloadSummary]] = {}
+    ota: list[OtaSummary] = []
     try:
         bench = Bench(args, work)
-        downloads = await bench.downloads()
-        ota = await bench.ota()
+        if "downloads" in only:
+            downloads = await bench.downloads()
+        if "ota" in only:
+            ota = await bench.ota()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     machine["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    goals = judge(downloads, ota[0], ota[1])
+    goals = judge(downloads, ota)
     rss_methods = {s["rss_method"] for s in bench.samples["downloads"]}
     notes = [
         note.format(
@@ -370,11 +404,22 @@ async def run(args: argparse.Namespace) -> int:
             repeat=args.repeat,
             ota_count=OTA_UPLOADS_PER_PROCESS,
         )
-        for note in NOTES
+        for note, parts in NOTES
+        if only.intersection(parts)
     ]
     print(render(machine, downloads, ota, goals, notes))
     print(as_json(machine, downloads, ota, goals, bench.samples), flush=True)
     return EXIT_GOAL_MISSED if any(goal.passed is False for goal in goals) else 0
+
+
+def parse_only(text: str) -> set[str]:
+    parts = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = parts - set(MEASUREMENTS)
+    if not parts or unknown:
+        raise argparse.ArgumentTypeError(
+            f"choose from {','.join(MEASUREMENTS)} (comma-separated); unknown: {sorted(unknown)}"
+        )
+    return parts
 
 
 def main() -> None:
@@ -387,6 +432,12 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=DEFAULT_REPEAT, help="repetitions")
     parser.add_argument("--ota-mib", type=float, default=DEFAULT_OTA_MIB, help="OTA image MiB")
+    parser.add_argument(
+        "--only",
+        type=parse_only,
+        default=set(MEASUREMENTS),
+        help=f"measurements to run, comma-separated (default: all = {','.join(MEASUREMENTS)})",
+    )
     args = parser.parse_args()
     if network_interfaces() != {"lo"}:
         sys.exit(

@@ -146,10 +146,15 @@ class Goal:
 
 
 def judge(
-    downloads: dict[float, dict[str, DownloadSummary]], ours_ota: OtaSummary, espota: OtaSummary
+    downloads: dict[float, dict[str, DownloadSummary]], ota: list[OtaSummary] | None
 ) -> list[Goal]:
-    """Hold the figures against the goals of issue #5."""
+    """Hold the figures against the goals of issue #5 (those of the parts that ran).
+
+    ``ota`` is ours then ESPHome's ``espota2``; empty (or ``None``) where that part did
+    not run, like ``downloads`` (``--only``).
+    """
     goals: list[Goal] = []
+    ours_ota, espota = (ota[0], ota[1]) if ota else (None, None)
     for size, pair in downloads.items():
         ratio = pair["ours"].stream_mib_s / pair["baseline"].stream_mib_s
         goals.append(
@@ -159,45 +164,51 @@ def judge(
                 ratio >= THROUGHPUT_RATIO_GOAL,
             )
         )
-    big = downloads.get(RSS_GOAL_SIZE_MIB)
-    growth = None if big is None else big["ours"].peak_rss_growth_bytes
-    goals.append(
-        Goal(
-            f"peak RSS growth < {RSS_GROWTH_GOAL // MIB} MiB at {RSS_GOAL_SIZE_MIB:g} MiB",
-            "not run" if growth is None else f"{growth / MIB:.1f} MiB",
-            None if growth is None else growth < RSS_GROWTH_GOAL,
+    if downloads:
+        big = downloads.get(RSS_GOAL_SIZE_MIB)
+        growth = None if big is None else big["ours"].peak_rss_growth_bytes
+        goals.append(
+            Goal(
+                f"peak RSS growth < {RSS_GROWTH_GOAL // MIB} MiB at {RSS_GOAL_SIZE_MIB:g} MiB",
+                "not run" if growth is None else f"{growth / MIB:.1f} MiB",
+                None if growth is None else growth < RSS_GROWTH_GOAL,
+            )
         )
-    )
     ours = [pair["ours"] for pair in downloads.values()]
-    wall = max([row.max_stall_ms for row in ours] + [ours_ota.max_stall_ms or 0.0])
-    own = worst([row.max_own_stall_ms for row in ours] + [ours_ota.max_own_stall_ms])
-    judged = wall if own is None else own
-    goals.append(
-        Goal(
-            f"no event-loop stall > {STALL_GOAL_MS:g} ms (our downloads and OTA"
-            + ("" if own is None else "; own = minus time the loop waited for a CPU")
-            + ")",
-            stall_text(wall, own),
-            judged <= STALL_GOAL_MS,
+    if ours or ours_ota is not None:
+        ota_stall = [] if ours_ota is None else [ours_ota]
+        wall = max([row.max_stall_ms for row in ours] + [o.max_stall_ms or 0.0 for o in ota_stall])
+        own = worst(
+            [row.max_own_stall_ms for row in ours] + [o.max_own_stall_ms for o in ota_stall]
         )
-    )
-    ratio = espota.median_s / ours_ota.median_s
-    goals.append(
-        Goal(
-            f"OTA speed >= {OTA_RATIO_GOAL:g}x ESPHome's espota2",
-            f"{ratio:.2f}x",
-            ratio >= OTA_RATIO_GOAL,
+        judged = wall if own is None else own
+        goals.append(
+            Goal(
+                f"no event-loop stall > {STALL_GOAL_MS:g} ms (our downloads and OTA"
+                + ("" if own is None else "; own = minus time the loop waited for a CPU")
+                + ")",
+                stall_text(wall, own),
+                judged <= STALL_GOAL_MS,
+            )
         )
-    )
+    if ours_ota is not None and espota is not None:
+        ratio = espota.median_s / ours_ota.median_s
+        goals.append(
+            Goal(
+                f"OTA speed >= {OTA_RATIO_GOAL:g}x ESPHome's espota2",
+                f"{ratio:.2f}x",
+                ratio >= OTA_RATIO_GOAL,
+            )
+        )
     return goals
 
 
-def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Align columns: the first two (labels) to the left, the figures to the right."""
+def table(header: list[str], rows: list[list[str]], labels: int = 2) -> list[str]:
+    """Align columns: the first ``labels`` to the left, the figures to the right."""
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     return [
         "  ".join(
-            cell.ljust(width) if i < 2 else cell.rjust(width)
+            cell.ljust(width) if i < labels else cell.rjust(width)
             for i, (cell, width) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
         for row in [header, *rows]
@@ -250,8 +261,9 @@ def render(
     ota: list[OtaSummary],
     goals: list[Goal],
     notes: list[str],
+    sections: list[list[str]] | None = None,
 ) -> str:
-    """The human-readable report."""
+    """The human-readable report: the parts that ran, then ``sections`` (more tables)."""
     facts = [
         f"nproc {machine['nproc']}",
         machine["cpu_model"],
@@ -280,20 +292,29 @@ def render(
     ]
     busy = busy if float(machine["loadavg_start"].split()[0]) >= machine["nproc"] / 2 else []
     ota_header = ["client", "uploads", "median", "range", "throughput", "CPU", "max stall"]
+    parts: list[str] = []
+    if downloads:
+        parts += [
+            "Downloads from the real Device Builder (stand-in ESP8266 builds, incompressible)",
+            *table(download_header, _download_rows(downloads)),
+            "",
+        ]
+    if ota:
+        parts += ["OTA to the device emulator", *table(ota_header, _ota_rows(ota)), ""]
+    for section in sections or []:
+        parts += [*section, ""]
+    if goals:
+        parts += [
+            "Goals",
+            *(f"  {goal.verdict:<4}  {goal.name}: {goal.measured}" for goal in goals),
+            "",
+        ]
     return "\n".join(
         [
             "Machine: " + ", ".join(facts),
             "",
             *busy,
-            "Downloads from the real Device Builder (stand-in ESP8266 builds, incompressible)",
-            *table(download_header, _download_rows(downloads)),
-            "",
-            "OTA to the device emulator",
-            *table(ota_header, _ota_rows(ota)),
-            "",
-            "Goals",
-            *(f"  {goal.verdict:<4}  {goal.name}: {goal.measured}" for goal in goals),
-            "",
+            *parts,
             "Method",
             *(f"  * {note}" for note in notes),
         ]
@@ -306,14 +327,16 @@ def as_json(
     ota: list[OtaSummary],
     goals: list[Goal],
     samples: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> str:
-    """The machine-readable report: one JSON line."""
+    """The machine-readable report: one JSON line (``extra``: more top-level keys)."""
     return json.dumps(
         {
             "machine": machine,
             "downloads": [asdict(row) for pair in downloads.values() for row in pair.values()],
             "ota": [asdict(row) for row in ota],
             "goals": [{**asdict(goal), "verdict": goal.verdict} for goal in goals],
+            **(extra or {}),
             "samples": samples,
         },
         separators=(",", ":"),
