@@ -1,7 +1,8 @@
-"""Benchmark of our artifacts download and OTA upload against their ceilings (issue #5).
+"""Benchmarks: our download and OTA against their ceilings (issue #5), and an update's
+overhead.
 
 Started by ``scripts/bench`` inside a loopback-only network namespace; ``--only`` picks
-the measurements (default: both, in this order):
+the measurements (default: all three, in this order):
 
 * ``downloads`` — the real Device Builder (stand-in compiler) builds one ESP8266 device
   per size with an incompressible firmware image of that size; each build is downloaded
@@ -10,6 +11,9 @@ the measurements (default: both, in this order):
   event-loop stalls belong to that one transfer; the server runs in another process.
 * ``ota`` — one incompressible image to the OTA device emulator with our client
   (``bench_ota.py``) and with ESPHome's ``espota2`` (``bench_espota.py``), fresh workers.
+* ``update`` — ``update.install`` to verified in a real Home Assistant with its
+  ``esphome`` integration and an emulated device, minus the compile, against the bare
+  steps (``bench_update.py``).
 
 Prints tables, then one JSON line. Everything it starts is stopped and its temporary
 directory removed on exit and on Ctrl-C / SIGTERM.
@@ -41,6 +45,7 @@ from custom_components.esphome_remote_build.peerlink import (
     PeerLinkClient,
     pair_request,
 )
+from scripts.bench_hass import BenchHassError
 from scripts.bench_report import (
     MIB,
     DownloadSample,
@@ -50,10 +55,19 @@ from scripts.bench_report import (
     judge,
     render,
 )
+from scripts.bench_update import (
+    UpdateBench,
+    UpdateBenchError,
+    UpdateSummary,
+    notes as update_notes,
+    render as render_update,
+)
+from scripts.demo_hass import HassApiError
+from tests.support.child_process import ChildProcessFailedError
 from tests.support.ota_emulator import DeviceConfig, OTADeviceEmulator
-from tests.support.real_builder import BUILDER_PYTHON, REPO_ROOT, RealBuilder
+from tests.support.real_builder import BUILDER_PYTHON, REPO_ROOT, RealBuilder, RealBuilderError
 
-MEASUREMENTS = ("downloads", "ota")
+MEASUREMENTS = ("downloads", "ota", "update")
 DEFAULT_SIZES = (1.0, 16.0, 64.0)
 DEFAULT_REPEAT = 5
 DEFAULT_OTA_MIB = 1.5
@@ -386,12 +400,16 @@ async def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="erb-bench-"))
     downloads: dict[float, dict[str, DownloadSummary]] = {}
     ota: list[OtaSummary] = []
+    update: UpdateSummary | None = None
     try:
         bench = Bench(args, work)
         if "downloads" in only:
             downloads = await bench.downloads()
         if "ota" in only:
             ota = await bench.ota()
+        if "update" in only:
+            (work / "update").mkdir()
+            update = await UpdateBench(work / "update", args.repeat).run()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     machine["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -407,8 +425,14 @@ async def run(args: argparse.Namespace) -> int:
         for note, parts in NOTES
         if only.intersection(parts)
     ]
-    print(render(machine, downloads, ota, goals, notes))
-    print(as_json(machine, downloads, ota, goals, bench.samples), flush=True)
+    sections: list[list[str]] = []
+    extra: dict[str, Any] = {}
+    if update is not None:
+        sections.append(render_update(update))
+        notes += update_notes(args.repeat)
+        extra["update"] = dataclasses.asdict(update)
+    print(render(machine, downloads, ota, goals, notes, sections))
+    print(as_json(machine, downloads, ota, goals, bench.samples, extra), flush=True)
     return EXIT_GOAL_MISSED if any(goal.passed is False for goal in goals) else 0
 
 
@@ -420,6 +444,12 @@ def parse_only(text: str) -> set[str]:
             f"choose from {','.join(MEASUREMENTS)} (comma-separated); unknown: {sorted(unknown)}"
         )
     return parts
+
+
+def multicast_routed() -> bool:
+    """Whether 224.0.0.0/4 has a route (Home Assistant's zeroconf needs one on ``lo``)."""
+    lines = Path("/proc/net/route").read_text(encoding="ascii").splitlines()[1:]
+    return any(line.split()[1:2] == ["000000E0"] for line in lines)
 
 
 def main() -> None:
@@ -444,14 +474,26 @@ def main() -> None:
             "scripts/bench.py must run in a loopback-only network namespace (the Device "
             "Builder multicasts mDNS): start it as scripts/bench"
         )
+    if "update" in args.only and not multicast_routed():
+        sys.exit(
+            "update starts Home Assistant, whose zeroconf needs multicast on lo: "
+            "ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo (scripts/bench does)"
+        )
     try:
         sys.exit(asyncio.run(run(args)))
     except asyncio.CancelledError:
         sig = _received[0] if _received else signal.SIGINT
         print(f"bench stopped by {sig.name}; everything it started was cleaned up", file=sys.stderr)
         sys.exit(128 + sig)
-    except BenchError as err:
-        sys.exit(f"bench failed: {err}")
+    except (
+        BenchError,
+        UpdateBenchError,
+        BenchHassError,
+        HassApiError,
+        RealBuilderError,
+        ChildProcessFailedError,
+    ) as err:
+        sys.exit(f"bench failed: {type(err).__name__}: {err}")
 
 
 if __name__ == "__main__":
