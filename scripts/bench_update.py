@@ -9,11 +9,16 @@ Each repetition measures two ways of getting the same device from ESPHome 2026.9
 the server's build of its YAML, after resetting it to the old firmware (a reboot):
 
 * **ours** — ``update.install`` on the device's update entity, called over the WebSocket
-  API. Its phases are read from the stamps of the events Home Assistant fires (its own
-  clock): the ``call_service`` event, our job events (running, completed), our flash
-  events (started, completed, verified), the device's ESPHome status sensor (the moment
-  Home Assistant's ``esphome`` integration has the device back) and the update entity's
-  last state change (``in_progress`` false).
+  API (which, unlike REST, waits for the action however long it takes). Its phases are
+  read from the stamps of the events Home Assistant fires (its own clock): the
+  ``call_service`` event, our job events (running, completed) and flash events (started,
+  completed, verified); it ends when the action's result arrives here. The entity's own
+  last state change cannot mark the end: the device is often still reconnecting then, so
+  the entity is unavailable before and after. When the device's ESPHome status sensor
+  turned on again (Home Assistant's ``esphome`` integration has the device back) is
+  recorded too: our verification may come first, from the device's mDNS announcement
+  (its ``config_hash``), while Home Assistant's ``esphome`` integration still waits out
+  the 5 s aioesphomeapi gives a device after an expected disconnect.
 * **bare** — the same steps with nothing around them, from this process: the same
   bundle (made beforehand) uploaded by a ``PeerLinkClient`` of its own (paired through
   the Device Builder's operator API) until the job runs, ``download_artifacts`` from the
@@ -511,10 +516,11 @@ NOTES = [
         "ESPHome {old} (a reboot) before each run"
     ),
     (
-        "update: ours = HA's event stamps (call_service, job and flash events, the esphome "
-        "status sensor, the entity's last state change); bare = this process's clock around "
-        "PeerLinkClient.submit_job / download_artifacts / ota.async_flash, reconnect = "
-        "status sensor's stamp after the upload returned"
+        "update: ours = HA's event stamps (call_service, job and flash events) up to the "
+        "action's result over the WebSocket API; bare = this process's clock around "
+        "PeerLinkClient.submit_job (until the job runs) / download_artifacts (from the job's "
+        "completion) / ota.async_flash, then the esphome status sensor's stamp; both on one "
+        "wall clock"
     ),
 ]
 
