@@ -1,8 +1,8 @@
-"""Benchmarks: our download and OTA against their ceilings (issue #5), and an update's
-overhead.
+"""Benchmarks: our download and OTA against their ceilings (issue #5), an update's
+overhead, and what the integration costs an idle Home Assistant.
 
 Started by ``scripts/bench`` inside a loopback-only network namespace; ``--only`` picks
-the measurements (default: all three, in this order):
+the measurements (default: all four, in this order):
 
 * ``downloads`` — the real Device Builder (stand-in compiler) builds one ESP8266 device
   per size with an incompressible firmware image of that size; each build is downloaded
@@ -14,6 +14,8 @@ the measurements (default: all three, in this order):
 * ``update`` — ``update.install`` to verified in a real Home Assistant with its
   ``esphome`` integration and an emulated device, minus the compile, against the bare
   steps (``bench_update.py``).
+* ``fleet-idle`` — Home Assistant's CPU time and memory with ten emulated devices idle,
+  with and without this integration (``bench_fleet.py``).
 
 Prints tables, then one JSON line. Everything it starts is stopped and its temporary
 directory removed on exit and on Ctrl-C / SIGTERM.
@@ -45,6 +47,15 @@ from custom_components.esphome_remote_build.peerlink import (
     PeerLinkClient,
     pair_request,
 )
+from scripts.bench_fleet import (
+    DEFAULT_IDLE,
+    DEFAULT_TRACE,
+    FleetBench,
+    FleetBenchError,
+    IdleSample,
+    notes as fleet_notes,
+    render as render_fleet,
+)
 from scripts.bench_hass import BenchHassError
 from scripts.bench_report import (
     MIB,
@@ -67,7 +78,7 @@ from tests.support.child_process import ChildProcessFailedError
 from tests.support.ota_emulator import DeviceConfig, OTADeviceEmulator
 from tests.support.real_builder import BUILDER_PYTHON, REPO_ROOT, RealBuilder, RealBuilderError
 
-MEASUREMENTS = ("downloads", "ota", "update")
+MEASUREMENTS = ("downloads", "ota", "update", "fleet-idle")
 DEFAULT_SIZES = (1.0, 16.0, 64.0)
 DEFAULT_REPEAT = 5
 DEFAULT_OTA_MIB = 1.5
@@ -401,6 +412,7 @@ async def run(args: argparse.Namespace) -> int:
     downloads: dict[float, dict[str, DownloadSummary]] = {}
     ota: list[OtaSummary] = []
     update: UpdateSummary | None = None
+    fleet: list[IdleSample] = []
     try:
         bench = Bench(args, work)
         if "downloads" in only:
@@ -410,6 +422,9 @@ async def run(args: argparse.Namespace) -> int:
         if "update" in only:
             (work / "update").mkdir()
             update = await UpdateBench(work / "update", args.repeat).run()
+        if "fleet-idle" in only:
+            (work / "fleet").mkdir()
+            fleet = await FleetBench(work / "fleet", args.idle_seconds, args.trace_seconds).run()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     machine["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -431,6 +446,10 @@ async def run(args: argparse.Namespace) -> int:
         sections.append(render_update(update))
         notes += update_notes(args.repeat)
         extra["update"] = dataclasses.asdict(update)
+    if fleet:
+        sections.append(render_fleet(fleet))
+        notes += fleet_notes(fleet)
+        extra["fleet_idle"] = [dataclasses.asdict(sample) for sample in fleet]
     print(render(machine, downloads, ota, goals, notes, sections))
     print(as_json(machine, downloads, ota, goals, bench.samples, extra), flush=True)
     return EXIT_GOAL_MISSED if any(goal.passed is False for goal in goals) else 0
@@ -468,15 +487,27 @@ def main() -> None:
         default=set(MEASUREMENTS),
         help=f"measurements to run, comma-separated (default: all = {','.join(MEASUREMENTS)})",
     )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=DEFAULT_IDLE,
+        help=f"fleet-idle: CPU/RSS window per Home Assistant (default {DEFAULT_IDLE:g})",
+    )
+    parser.add_argument(
+        "--trace-seconds",
+        type=float,
+        default=DEFAULT_TRACE,
+        help=f"fleet-idle: tracemalloc window per Home Assistant (default {DEFAULT_TRACE:g})",
+    )
     args = parser.parse_args()
     if network_interfaces() != {"lo"}:
         sys.exit(
             "scripts/bench.py must run in a loopback-only network namespace (the Device "
             "Builder multicasts mDNS): start it as scripts/bench"
         )
-    if "update" in args.only and not multicast_routed():
+    if args.only & {"update", "fleet-idle"} and not multicast_routed():
         sys.exit(
-            "update starts Home Assistant, whose zeroconf needs multicast on lo: "
+            "update and fleet-idle start Home Assistant, whose zeroconf needs multicast on lo: "
             "ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo (scripts/bench does)"
         )
     try:
@@ -488,6 +519,7 @@ def main() -> None:
     except (
         BenchError,
         UpdateBenchError,
+        FleetBenchError,
         BenchHassError,
         HassApiError,
         RealBuilderError,
