@@ -318,21 +318,32 @@ def write_device_files(esphome_dir: Path, devices: list[DeviceYaml]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class DeviceYaml:
-    """One emulated device as its user's YAML describes it (name, keys, OTA port)."""
+    """One emulated device as its user's YAML describes it (name, keys, OTA port).
+
+    ``firmware_bytes`` sets the stand-in compiler's image size (its
+    ``standin_firmware_bytes`` substitution); without it the size follows the build's
+    configuration hash, which changes from build to build.
+    """
 
     name: str
     friendly_name: str
     api_key: str
     ota_password: str
     ota_port: int
+    firmware_bytes: int | None = None
 
     @property
     def secret_prefix(self) -> str:
         return self.name.replace("-", "_")
 
     def yaml(self) -> str:
+        size = (
+            ""
+            if self.firmware_bytes is None
+            else f'  standin_firmware_bytes: "{self.firmware_bytes}"\n'
+        )
         return (
-            f"substitutions:\n  name: {self.name}\n\n"
+            f"substitutions:\n  name: {self.name}\n{size}\n"
             f"esphome:\n  name: ${{name}}\n  friendly_name: {self.friendly_name}\n\n"
             "esp32:\n  board: esp32dev\n  toolchain: platformio\n"
             "  framework:\n    type: arduino\n\n"
@@ -343,7 +354,9 @@ class DeviceYaml:
         )
 
     @classmethod
-    def of(cls, device: DeviceEmulator, ota_password: str) -> DeviceYaml:
+    def of(
+        cls, device: DeviceEmulator, ota_password: str, firmware_bytes: int | None = None
+    ) -> DeviceYaml:
         assert device.noise_psk is not None
         return cls(
             device.firmware.name,
@@ -351,6 +364,7 @@ class DeviceYaml:
             device.noise_psk,
             ota_password,
             device.ota_port,
+            firmware_bytes,
         )
 
 

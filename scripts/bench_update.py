@@ -78,6 +78,8 @@ API_KEY = "YmVuY2hVcGRhdGVLZXlGb3JUaGVFbXVsYXRvcjMyISE="
 OTA_PASSWORD = "bench-ota-password"  # noqa: S105 - the emulated device's
 OLD_VERSION = "2026.9.0"
 OLD_COMPILED = "2026-09-01 10:00:00 +0000"
+#: The stand-in's application image: about what an ESP32 Arduino build with WiFi weighs.
+FIRMWARE_BYTES = 1024 * 1024
 #: Seconds the emulated device stays away while it reboots (a real ESP32 takes longer).
 REBOOT_DELAY = 0.5
 INSTALL_TIMEOUT = 300.0
@@ -271,7 +273,8 @@ class UpdateBench:
         hass = BenchHass(self.work / "hass", ours=True)
         async with builder, builder.dashboard_client() as operator, device:
             await operator.set_pairing_window(True)
-            write_device_files(hass.esphome_dir, [DeviceYaml.of(device, OTA_PASSWORD)])
+            yaml = DeviceYaml.of(device, OTA_PASSWORD, FIRMWARE_BYTES)
+            write_device_files(hass.esphome_dir, [yaml])
             try:
                 await hass.start(free_port())
                 await self._prepare(hass, builder, operator, device)
@@ -511,7 +514,8 @@ def _ota_image(tarball: Path) -> bytes:
 NOTES = [
     (
         "update: real Device Builder (dashboard mode, stand-in compiler), real `hass` with "
-        "HA's esphome integration, one emulated ESP32 (mDNS on, {reboot:g} s reboot); medians of "
+        "HA's esphome integration, one emulated ESP32 (mDNS on, {reboot:g} s reboot, "
+        "{mib:g} MiB image); medians of "
         "{repeat} runs per kind after 1 warm-up each, order alternated, device reset to "
         "ESPHome {old} (a reboot) before each run"
     ),
@@ -526,7 +530,8 @@ NOTES = [
 
 
 def notes(repeat: int) -> list[str]:
-    return [n.format(reboot=REBOOT_DELAY, repeat=repeat, old=OLD_VERSION) for n in NOTES]
+    mib = FIRMWARE_BYTES / 1024 / 1024
+    return [n.format(reboot=REBOOT_DELAY, mib=mib, repeat=repeat, old=OLD_VERSION) for n in NOTES]
 
 
 def main() -> None:  # pragma: no cover - for running it alone inside the namespace
